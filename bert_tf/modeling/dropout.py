@@ -1,0 +1,23 @@
+"""Dropout whose mask is a pure function of a seed, so recomputation replays it exactly.
+
+Keras' ``Dropout`` draws from stateful random ops: when ``tf.recompute_grad`` re-runs a block in
+the backward pass it would draw a *different* mask and the gradients would belong to another
+forward pass. Here each dropout site receives a ``[2]`` int seed tensor (the step's seed folded
+with the site's index), and ``tf.nn.experimental.stateless_dropout`` gives the same mask for
+the same seed, in the forward pass and in the recomputation alike.
+"""
+import tensorflow as tf
+
+
+def site_seed(seed, site: int):
+  """Seed of one dropout site: ``seed`` (int [2]) folded with the site's index."""
+  return tf.random.experimental.stateless_fold_in(seed, site)
+
+
+def dropout(x, rate: float, seed, training: bool):
+  """Inverted dropout of ``x`` with keep-probability ``1 - rate``, mask from ``seed``."""
+  if not training or rate == 0.0:
+    return x
+  if seed is None:
+    raise ValueError("dropout in training mode needs a seed tensor")
+  return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
