@@ -26,17 +26,19 @@ class BertEmbeddings(tf_keras.layers.Layer):
 
   def build(self, input_shape=None):
     init = lambda: tf_keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+    # experimental_autocast=False: under a mixed policy Keras would hand out these tables
+    # already cast to float16, and the embedding sum below is meant to be float32.
     # Variables are created explicitly here (not lazily on first call) so that a block wrapped
     # in tf.recompute_grad never creates variables inside a custom gradient.
     self.word_embeddings = self.add_weight(
         "word_embeddings", shape=[self.vocab_size, self.hidden_size], initializer=init(),
-        dtype=tf.float32)
+        dtype=tf.float32, experimental_autocast=False)
     self.position_embeddings = self.add_weight(
         "position_embeddings", shape=[self.max_position_embeddings, self.hidden_size],
-        initializer=init(), dtype=tf.float32)
+        initializer=init(), dtype=tf.float32, experimental_autocast=False)
     self.token_type_embeddings = self.add_weight(
         "token_type_embeddings", shape=[self.type_vocab_size, self.hidden_size],
-        initializer=init(), dtype=tf.float32)
+        initializer=init(), dtype=tf.float32, experimental_autocast=False)
     self.layer_norm.build([None, None, self.hidden_size])
     super().build(input_shape)
 

@@ -33,11 +33,14 @@ class MaskedLMHead(tf_keras.layers.Layer):
     self._initializer_range = initializer_range
 
   def build(self, input_shape=None):
+    # Head weights are float32 variables read as float32 (experimental_autocast=False): logits
+    # and their bias are added in float32.
     vocab_size, hidden_size = self.embedding_table.shape
     self.transform.build([None, None, hidden_size])
     self.layer_norm.build([None, None, hidden_size])
-    self.output_bias = self.add_weight("output_bias", shape=[vocab_size], initializer="zeros",
-                                       dtype=tf.float32)
+    self.output_bias = self.add_weight(
+        "output_bias", shape=[vocab_size], initializer="zeros", dtype=tf.float32,
+        experimental_autocast=False)
     super().build(input_shape)
 
   def call(self, sequence_output, masked_lm_positions):
@@ -63,9 +66,10 @@ class _LinearHead(tf_keras.layers.Layer):
     self.output_weights = self.add_weight(
         "output_weights", shape=[self.num_outputs, self.hidden_size],
         initializer=tf_keras.initializers.TruncatedNormal(stddev=self.initializer_range),
-        dtype=tf.float32)
-    self.output_bias = self.add_weight("output_bias", shape=[self.num_outputs],
-                                       initializer="zeros", dtype=tf.float32)
+        dtype=tf.float32, experimental_autocast=False)
+    self.output_bias = self.add_weight(
+        "output_bias", shape=[self.num_outputs], initializer="zeros", dtype=tf.float32,
+        experimental_autocast=False)
     super().build(input_shape)
 
   def _logits(self, x):
