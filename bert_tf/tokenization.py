@@ -1,0 +1,430 @@
+"""google-compatible WordPiece tokenization, in graph, with tensorflow-text.
+
+``BertTokenizer`` gives exactly the ids of google's ``tokenization.FullTokenizer`` (shipped in
+tf-models-official as ``official.nlp.tools.tokenization.FullTokenizer``), for cased and uncased
+vocabularies, but runs as TensorFlow ops on whole batches: usable from Python, inside
+``tf.data`` and in an exported SavedModel (``TokenizerLayer``).
+
+Why not ``tensorflow_text.BertTokenizer`` / ``FastBertTokenizer`` as they are: they differ from
+google's ``BasicTokenizer`` in details that change ids: they case-fold (NFKC_Casefold, so
+"Straße" -> "strasse" and "ﬁ" -> "fi") where google calls ``str.lower()``; they turn control
+characters into spaces where google deletes them ("a\\x00b" is one word for google); their
+punctuation / whitespace classes come from the ICU/RE2 Unicode version they were built with
+rather than from Python's ``unicodedata``; and they limit words in bytes where google limits
+them to 200 characters. So the basic tokenization below is spelled out with regular
+expressions whose character classes are computed from Python's ``unicodedata``, the very table
+google's code consults, and only the WordPiece step is tensorflow-text's
+``FastWordpieceTokenizer`` (the same greedy longest-match-first algorithm, in linear time).
+
+Pipeline for a batch of strings (all TensorFlow ops):
+  1. drop bytes that are not valid UTF-8 (google decodes with ``errors="ignore"``);
+  2. delete NUL, U+FFFD and control/format characters except tab, CR and LF;
+  3. uncased only: ``str.lower()`` (ICU full case mapping, with the Greek final-sigma rule that
+     Python's ``str.lower`` also applies), NFD, delete non-spacing marks (category Mn);
+  4. split on whitespace, and around punctuation and CJK ideographs (kept as words);
+  5. words longer than ``max_chars_per_word`` characters become the unknown token;
+  6. WordPiece.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import sys
+import unicodedata
+from typing import Iterable, Sequence
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+import tf_keras
+
+# google's WordpieceTokenizer.max_input_chars_per_word. (Model Garden's copy of the reference
+# raised it to 400; google's released models were trained with 200.)
+MAX_CHARS_PER_WORD = 200
+
+# google's BasicTokenizer._is_chinese_char ranges: CJK Unified Ideographs and extensions, CJK
+# compatibility ideographs. Hangul, Hiragana and Katakana are not in them on purpose.
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Character classes, from Python's unicodedata (the table google's tokenizer uses).
+
+
+def _is_control(cp: int) -> bool:
+  # google's _clean_text: NUL, U+FFFD and categories Cc/Cf are deleted; tab, LF, CR are spaces.
+  if cp in (0x09, 0x0A, 0x0D):
+    return False
+  return cp in (0, 0xFFFD) or unicodedata.category(chr(cp)) in ("Cc", "Cf")
+
+
+def _is_whitespace(cp: int) -> bool:
+  # google's _is_whitespace (space, \t, \n, \r, Zs), plus what str.split() splits on, since
+  # google splits words with str.split() (that adds U+2028 and U+2029).
+  c = chr(cp)
+  return c in " \t\n\r" or unicodedata.category(c) == "Zs" or c.isspace()
+
+
+def _is_punctuation(cp: int) -> bool:
+  # google's _is_punctuation: every non-alphanumeric printable ASCII, and categories P*.
+  if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+    return True
+  return unicodedata.category(chr(cp)).startswith("P")
+
+
+def _is_cjk(cp: int) -> bool:
+  return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+def _is_nonspacing_mark(cp: int) -> bool:
+  return unicodedata.category(chr(cp)) == "Mn"
+
+
+def _char_class(predicate) -> str:
+  """An RE2 character class ``[...]`` of every code point (surrogates excluded) matching."""
+  ranges, start = [], None
+  for cp in range(sys.maxunicode + 2):
+    hit = cp <= sys.maxunicode and not 0xD800 <= cp <= 0xDFFF and predicate(cp)
+    if hit and start is None:
+      start = cp
+    elif not hit and start is not None:
+      ranges.append((start, cp - 1))
+      start = None
+  parts = [f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in ranges]
+  return "[" + "".join(parts) + "]"
+
+
+@functools.lru_cache(maxsize=None)
+def _patterns() -> dict[str, str]:
+  # Computed once per process (about a second): scanning all 1.1M code points.
+  punct_or_cjk = _char_class(lambda cp: _is_punctuation(cp) or _is_cjk(cp))
+  return {
+      "control": _char_class(_is_control),
+      "mark": _char_class(_is_nonspacing_mark),
+      "split": f"{_char_class(_is_whitespace)}+|{punct_or_cjk}",
+      "keep": punct_or_cjk,
+      "unassigned": _char_class(lambda cp: unicodedata.category(chr(cp)) == "Cn"),
+  }
+
+
+@functools.lru_cache(maxsize=None)
+def _lower_fixes() -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """(code points, their lower case) where TensorFlow's ICU and Python's str.lower() disagree.
+
+  TensorFlow's ICU may be of an older Unicode version than Python's unicodedata (TF 2.20
+  does not lower-case the Unicode 14 letters that Python 3.11 does, e.g. U+2C2F, U+10570).
+  Only single code point mappings are listed; no multi-character one has differed so far.
+  """
+  cased = [chr(cp) for cp in range(sys.maxunicode + 1)
+           if not 0xD800 <= cp <= 0xDFFF and chr(cp).lower() != chr(cp)]
+  icu = tf.strings.lower(tf.constant([c.encode("utf-8") for c in cased]), encoding="utf-8")
+  keys, values = [], []
+  for c, lowered in zip(cased, icu.numpy()):
+    if lowered.decode("utf-8") != c.lower():
+      if len(c.lower()) != 1:
+        logging.warning("lower-casing of U+%04X differs from Python's and is not fixed", ord(c))
+        continue
+      keys.append(ord(c))
+      values.append(ord(c.lower()))
+  return tuple(keys), tuple(values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary.
+
+
+def load_vocab(vocab_file: str) -> dict[str, int]:
+  """Reads a ``vocab.txt`` (one token a line) into {token: id}, exactly as google does.
+
+  google strips each line (so a token never holds surrounding whitespace) and, for a token
+  listed twice, keeps the id of its last line.
+  """
+  if not tf.io.gfile.exists(vocab_file):
+    raise FileNotFoundError(f"vocab file not found: {vocab_file}")
+  vocab = {}
+  with tf.io.gfile.GFile(vocab_file, "rb") as f:
+    for index, line in enumerate(f):
+      vocab[line.decode("utf-8", "ignore").strip()] = index
+  if not vocab:
+    raise ValueError(f"{vocab_file}: the vocab file is empty")
+  return vocab
+
+
+def _id_list(vocab: dict[str, int]) -> list[str]:
+  """The vocab as a list indexed by id, as ``FastWordpieceTokenizer`` wants it.
+
+  Ids that google's dict does not map to (a duplicated token's earlier lines, an empty line)
+  get a placeholder holding a space: words never contain spaces, so it can never match.
+  """
+  tokens = [f" <unused {i}>" for i in range(max(vocab.values()) + 1)]
+  for token, index in vocab.items():
+    if token:
+      tokens[index] = token
+  return tokens
+
+
+def _fit_for_wordpiece(vocab: list[str]) -> list[str]:
+  # FastWordpieceTokenizer refuses tokens over 256 UTF-8 bytes; no released BERT vocab has
+  # one. Such a token becomes unmatchable (with a warning) rather than failing the build.
+  out = []
+  for i, token in enumerate(vocab):
+    if len(token.encode("utf-8")) - (2 if token.startswith("##") else 0) > 256:
+      logging.warning("vocab token %d is over 256 UTF-8 bytes and will never match", i)
+      token = f" <too long {i}>"
+    out.append(token)
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# In-graph tokenization.
+
+
+class TokenizerLayer(tf_keras.layers.Layer):
+  """google-compatible BERT tokenization as a Keras layer (tf.data and SavedModel friendly).
+
+  Args:
+    vocab: list of tokens indexed by id, or a path to google's ``vocab.txt``.
+    do_lower_case: True for uncased vocabularies (lower case and strip accents).
+    max_chars_per_word: words longer than this many characters become ``unk_token``.
+    unk_token: the unknown token; must be in the vocabulary.
+    output_type: ``tf.int32``, ``tf.int64`` (ids) or ``tf.string`` (word pieces).
+    validate_utf8: drop invalid UTF-8 bytes first (as google does). Only skip it for input
+      known to be valid UTF-8 (e.g. encoded from a Python str).
+    parallel_chunks: the batch is cut into this many row ranges tokenized by independent ops,
+      which TensorFlow runs on different cores (its string kernels are single-threaded).
+
+  Call:
+    strings: string Tensor of shape [batch_size] (or a scalar), UTF-8.
+
+  Returns:
+    RaggedTensor of shape [batch_size, (num_tokens)] of ``output_type`` (for a scalar input,
+    a Tensor of shape [num_tokens]). No [CLS]/[SEP] are added.
+  """
+
+  def __init__(self, vocab, do_lower_case: bool = True,
+               max_chars_per_word: int = MAX_CHARS_PER_WORD, unk_token: str = "[UNK]",
+               output_type=tf.int32, validate_utf8: bool = True, parallel_chunks: int = 2,
+               **kwargs):
+    super().__init__(**kwargs)
+    if isinstance(vocab, (str, os.PathLike)):
+      self._vocab_file = os.fspath(vocab)
+      vocab = _id_list(load_vocab(self._vocab_file))
+    else:
+      self._vocab_file = None
+      vocab = list(vocab)
+    vocab_dict = {t: i for i, t in enumerate(vocab)}  # a repeated token keeps its last id
+    if unk_token not in vocab_dict:
+      raise ValueError(f"unk_token {unk_token!r} is not in the vocabulary "
+                       f"({self._vocab_file or 'list of %d tokens' % len(vocab)})")
+    self.vocab = vocab
+    vocab = _fit_for_wordpiece(vocab)
+    self.do_lower_case = bool(do_lower_case)
+    self.max_chars_per_word = int(max_chars_per_word)
+    self.unk_token = unk_token
+    self.unk_id = vocab_dict[unk_token]
+    self.output_type = tf.dtypes.as_dtype(output_type)
+    self.validate_utf8 = bool(validate_utf8)
+    self.parallel_chunks = max(1, int(parallel_chunks))
+    self._patterns = _patterns()
+    # Fast path: tensorflow-text's end-to-end FastWordpieceTokenizer, which splits on
+    # whitespace, punctuation and CJK exactly like google for every code point that Python's
+    # unicodedata assigns (checked over all code points in tests/test_tokenization.py). Its
+    # word limit is in bytes; at max_chars_per_word bytes every word it accepts is also short
+    # enough in characters, and the rare longer ones go to the exact path.
+    self._fast = tf_text.FastWordpieceTokenizer(
+        vocab=vocab, suffix_indicator="##", max_bytes_per_word=self.max_chars_per_word,
+        token_out_type=tf.int64, unknown_token=unk_token, no_pretokenization=False)
+    # Exact path, for rows with a word over max_chars_per_word bytes or with a code point
+    # unassigned in Python's Unicode tables (newer ICU may call it punctuation): split with
+    # regular expressions built from Python's unicodedata, cut long words by characters.
+    self._exact = tf_text.FastWordpieceTokenizer(
+        vocab=vocab, suffix_indicator="##", max_bytes_per_word=4 * self.max_chars_per_word + 4,
+        token_out_type=tf.int64, unknown_token=unk_token, no_pretokenization=True)
+    self._vocab_tensor = None
+    keys, values = _lower_fixes() if self.do_lower_case else ((), ())
+    self._lower_keys = tf.constant(keys, tf.int32) if keys else None
+    self._lower_values = tf.constant(values, tf.int32) if keys else None
+    self._lower_pattern = "(?s).*[" + "".join(f"\\x{{{k:X}}}" for k in keys) + "].*"
+
+  def normalize(self, strings: tf.Tensor) -> tf.Tensor:
+    """google's _clean_text (and lower-casing, accent stripping): string Tensor [batch_size]."""
+    text = strings
+    if self.validate_utf8:
+      text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="ignore")
+    text = tf.strings.regex_replace(text, self._patterns["control"], "")
+    if self.do_lower_case:
+      # Lower-casing the whole line equals google's lower() of each whitespace-separated word:
+      # the final-sigma context never crosses whitespace, and google splits punctuation only
+      # after lower-casing, as here.
+      text = tf.strings.lower(text, encoding="utf-8")
+      if self._lower_keys is not None:
+        text = tf.cond(tf.reduce_any(tf.strings.regex_full_match(text, self._lower_pattern)),
+                       lambda: self._fix_lower(text), lambda: text)
+      text = tf_text.normalize_utf8(text, "NFD")
+      text = tf.strings.regex_replace(text, self._patterns["mark"], "")
+    return text
+
+  def _fix_lower(self, text: tf.Tensor) -> tf.Tensor:
+    """Lower-cases the code points ICU left alone but Python's str.lower() maps."""
+    chars = tf.strings.unicode_decode(text, "UTF-8")
+    flat = chars.flat_values
+    index = tf.minimum(tf.searchsorted(self._lower_keys, flat), tf.size(self._lower_keys) - 1)
+    hit = tf.gather(self._lower_keys, index) == flat
+    flat = tf.where(hit, tf.gather(self._lower_values, index), flat)
+    return tf.strings.unicode_encode(chars.with_flat_values(flat), "UTF-8")
+
+  def split_words(self, text: tf.Tensor) -> tf.RaggedTensor:
+    """google's word split of normalized text: RaggedTensor [batch_size, (words)], long -> unk."""
+    words = tf_text.regex_split(text, self._patterns["split"], self._patterns["keep"])
+    too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_chars_per_word
+    return words.with_flat_values(tf.where(too_long, self.unk_token, words.flat_values))
+
+  def _tokenize_chunk(self, strings: tf.Tensor) -> tf.RaggedTensor:
+    text = self.normalize(strings)
+    ids, starts, ends = self._fast.tokenize_with_offsets(text)
+    # An unknown token wider than max_chars_per_word bytes is a word the byte limit cut.
+    # (Elementwise ops on the flat values: the same on RaggedTensors cost 5x more.)
+    cut = (ids.flat_values == self.unk_id) & (
+        ends.flat_values - starts.flat_values > self.max_chars_per_word)
+    unassigned = tf.strings.regex_full_match(text, "(?s).*" + self._patterns["unassigned"] + ".*")
+
+    def merge_exact():
+      batch = ids.nrows()
+      cut_rows = tf.math.unsorted_segment_max(tf.cast(cut, tf.int32), ids.value_rowids(), batch)
+      redo = tf.where((cut_rows > 0) | unassigned)[:, 0]
+      exact = self._exact.tokenize(self.split_words(tf.gather(text, redo))).merge_dims(1, 2)
+      order = tf.tensor_scatter_nd_update(
+          tf.range(batch), redo[:, tf.newaxis], batch + tf.range(tf.size(redo, tf.int64)))
+      return tf.gather(tf.concat([ids, exact], axis=0), order)
+
+    # Most batches have nothing to redo, and the merge costs as much as the fast path.
+    return tf.cond(tf.reduce_any(cut) | tf.reduce_any(unassigned), merge_exact, lambda: ids)
+
+  def call(self, strings):
+    strings = tf.convert_to_tensor(strings, tf.string)
+    scalar = strings.shape.rank == 0
+    if scalar:
+      strings = strings[tf.newaxis]
+    if self.parallel_chunks == 1:
+      ids = self._tokenize_chunk(strings)
+    else:
+      batch = tf.shape(strings, out_type=tf.int64)[0]
+      bounds = [batch * i // self.parallel_chunks for i in range(self.parallel_chunks + 1)]
+      ids = tf.concat([self._tokenize_chunk(strings[bounds[i]:bounds[i + 1]])
+                       for i in range(self.parallel_chunks)], axis=0)
+    if self.output_type == tf.string:
+      if self._vocab_tensor is None:
+        self._vocab_tensor = tf.constant(self.vocab)
+      ids = tf.gather(self._vocab_tensor, ids)
+    else:
+      ids = tf.cast(ids, self.output_type)
+    return ids[0] if scalar else ids
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(vocab=self._vocab_file or self.vocab, do_lower_case=self.do_lower_case,
+                  max_chars_per_word=self.max_chars_per_word, unk_token=self.unk_token,
+                  output_type=self.output_type.name, validate_utf8=self.validate_utf8,
+                  parallel_chunks=self.parallel_chunks)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Python API.
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+class BertTokenizer:
+  """Drop-in replacement for google's ``FullTokenizer``, batched and in graph.
+
+  Args:
+    vocab_file: path to google's ``vocab.txt``.
+    do_lower_case: True for uncased vocabularies.
+    max_chars_per_word: google's limit (200): longer words become ``[UNK]``.
+    unk_token: the unknown token.
+    parallel_chunks: see ``TokenizerLayer``.
+
+  Attributes:
+    vocab: dict token -> id, as google's ``load_vocab`` builds it.
+    inv_vocab: dict id -> token.
+  """
+
+  def __init__(self, vocab_file: str, do_lower_case: bool = True,
+               max_chars_per_word: int = MAX_CHARS_PER_WORD, unk_token: str = "[UNK]",
+               parallel_chunks: int = 2):
+    self.vocab_file = vocab_file
+    self.vocab = load_vocab(vocab_file)
+    self.inv_vocab = {v: k for k, v in self.vocab.items()}
+    self.do_lower_case = do_lower_case
+    self.max_chars_per_word = max_chars_per_word
+    self.unk_token = unk_token
+    if unk_token not in self.vocab:
+      raise ValueError(f"{vocab_file}: unk_token {unk_token!r} is not in the vocabulary")
+    # Text reaches the layer as UTF-8 encoded here, so the layer need not validate it.
+    self._layer = TokenizerLayer(_id_list(self.vocab), do_lower_case, max_chars_per_word,
+                                 unk_token, tf.int32, validate_utf8=False,
+                                 parallel_chunks=parallel_chunks)
+    # Traced once; batches of any size reuse it.
+    self._fn = tf.function(self._layer, input_signature=[tf.TensorSpec([None], tf.string)])
+    # A lone surrogate (possible in a Python str, impossible in UTF-8) is, for google, a
+    # character of no category that makes its word [UNK]; a private-use character outside the
+    # vocabulary behaves the same.
+    self._surrogate_stand_in = next(chr(cp) for cp in range(0xE000, 0xF8FF)
+                                    if chr(cp) not in self.vocab
+                                    and "##" + chr(cp) not in self.vocab)
+
+  def keras_layer(self, output_type=tf.int32, **kwargs) -> TokenizerLayer:
+    """A new ``TokenizerLayer`` with this tokenizer's vocabulary file and options."""
+    return TokenizerLayer(self.vocab_file, self.do_lower_case, self.max_chars_per_word,
+                          self.unk_token, output_type, **kwargs)
+
+  def _to_bytes(self, texts: Iterable[str | bytes]) -> list[bytes]:
+    out = []
+    for t in texts:
+      if isinstance(t, bytes):
+        t = t.decode("utf-8", "ignore")  # google's convert_to_unicode
+      elif not isinstance(t, str):
+        raise TypeError(f"expected str or bytes, got {type(t).__name__}: {t!r}")
+      try:
+        out.append(t.encode("utf-8"))
+      except UnicodeEncodeError:
+        out.append(_SURROGATES.sub(self._surrogate_stand_in, t).encode("utf-8"))
+    return out
+
+  def encode_ragged(self, texts: Sequence[str | bytes]) -> tf.RaggedTensor:
+    """int32 RaggedTensor of shape [batch_size, (num_tokens)]: the ids of each text."""
+    return self._fn(tf.constant(self._to_bytes(texts), tf.string, shape=[len(texts)]))
+
+  def encode_batch(self, texts: Sequence[str | bytes]) -> list[list[int]]:
+    """Token ids of each text: list (len batch_size) of lists of int."""
+    if not len(texts):
+      return []
+    ids = self.encode_ragged(texts)
+    # Slicing one flat list is several times faster than RaggedTensor.to_list().
+    values = ids.flat_values.numpy().tolist()
+    splits = ids.row_splits.numpy().tolist()
+    return [values[a:b] for a, b in zip(splits[:-1], splits[1:])]
+
+  def tokenize_batch(self, texts: Sequence[str | bytes]) -> list[list[str]]:
+    """Word pieces of each text: list (len batch_size) of lists of str."""
+    inv = self.inv_vocab
+    return [[inv[i] for i in row] for row in self.encode_batch(texts)]
+
+  def tokenize(self, text: str | bytes) -> list[str]:
+    """FullTokenizer.tokenize: one text -> list of word pieces."""
+    return self.tokenize_batch([text])[0]
+
+  def encode(self, text: str | bytes) -> list[int]:
+    """One text -> list of ids (FullTokenizer's convert_tokens_to_ids(tokenize(text)))."""
+    return self.encode_batch([text])[0]
+
+  def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
+    return [self.vocab[t] for t in tokens]
+
+  def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+    return [self.inv_vocab[int(i)] for i in ids]
