@@ -190,3 +190,41 @@ def checkpoint_values(path: str) -> Mapping[str, np.ndarray]:
   reader = tf.train.load_checkpoint(_checkpoint_prefix(path))
   return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
           if not _is_non_model(n)}
+
+
+def restore_weights(path: str, model) -> str:
+  """Loads weights only into a ``BertPretrainer``, ``BertClassifier`` or ``BertEncoder``.
+
+  Accepts google TF1 checkpoints (with or without ``cls/`` heads), our pretraining checkpoints
+  (``tf.train.Checkpoint(model=...)``) and our encoder exports
+  (``tf.train.Checkpoint(encoder=...)``). Heads the checkpoint lacks keep their initial values.
+  Returns which kind was found: ``google``, ``pretraining`` or ``encoder``.
+  """
+  prefix = _checkpoint_prefix(path)
+  names = [name for name, _ in tf.train.list_variables(prefix)]
+  encoder = model if isinstance(model, BertEncoder) else model.encoder
+  if "bert/embeddings/word_embeddings" in names:
+    heads = [n for n in google_name_table(model) if not n.startswith("bert/")]
+    load_google_checkpoint(prefix, model, allow_missing=tuple(heads),
+                           allow_unexpected_prefixes=("cls/",) if not heads else ())
+    return "google"
+  if any(n.startswith("model/encoder/") for n in names):
+    kind = "pretraining"
+    # The pretraining model's encoder, and its heads when the target has the same heads.
+    root = tf.train.Checkpoint(model=model if isinstance(model, BertPretrainer)
+                               else tf.train.Checkpoint(encoder=encoder))
+  elif any(n.startswith("encoder/") for n in names):
+    kind = "encoder"
+    root = tf.train.Checkpoint(encoder=encoder)
+  else:
+    raise CheckpointMismatchError(
+        f"{prefix}: neither a google BERT checkpoint (bert/...) nor one of ours (model/... or "
+        f"encoder/...); first names: {names[:5]}")
+  status = root.restore(prefix)
+  status.expect_partial()  # optimizer slots and step counters are not wanted here
+  try:
+    status.assert_existing_objects_matched()  # every variable of `root` came from the file
+  except AssertionError as e:
+    raise CheckpointMismatchError(f"{prefix}: does not hold all of this model's weights: "
+                                  f"{str(e)[:2000]}") from None
+  return kind

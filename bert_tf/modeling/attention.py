@@ -9,6 +9,7 @@ import tensorflow as tf
 import tf_keras
 
 from bert_tf.modeling import dropout as dropout_lib
+from bert_tf.modeling.building import build_in_scope
 
 
 def attention_bias(input_mask, dtype=tf.float32):
@@ -47,7 +48,7 @@ class SelfAttention(tf_keras.layers.Layer):
   def build(self, input_shape):
     hidden = self.num_heads * self.head_size
     for layer in (self.query, self.key, self.value):
-      layer.build([None, None, hidden])
+      build_in_scope(layer, [None, None, hidden])
     super().build(input_shape)
 
   def _core(self, query, key, value, bias, seed, training):

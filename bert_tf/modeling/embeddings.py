@@ -3,6 +3,7 @@ import tensorflow as tf
 import tf_keras
 
 from bert_tf.modeling import dropout as dropout_lib
+from bert_tf.modeling.building import build_in_scope
 
 
 class BertEmbeddings(tf_keras.layers.Layer):
@@ -39,7 +40,7 @@ class BertEmbeddings(tf_keras.layers.Layer):
     self.token_type_embeddings = self.add_weight(
         "token_type_embeddings", shape=[self.type_vocab_size, self.hidden_size],
         initializer=init(), dtype=tf.float32, experimental_autocast=False)
-    self.layer_norm.build([None, None, self.hidden_size])
+    build_in_scope(self.layer_norm, [None, None, self.hidden_size])
     super().build(input_shape)
 
   def call(self, input_ids, segment_ids, seed=None, training=False):

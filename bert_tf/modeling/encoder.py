@@ -7,6 +7,7 @@ import tf_keras
 from bert_tf.configs import BertConfig
 from bert_tf.modeling import attention as attention_lib
 from bert_tf.modeling import dropout as dropout_lib
+from bert_tf.modeling.building import build_in_scope
 from bert_tf.modeling.embeddings import BertEmbeddings
 from bert_tf.modeling.transformer import TransformerBlock
 
@@ -83,10 +84,11 @@ class BertEncoder(tf_keras.Model):
   def build(self, input_shape=None):
     # Every variable exists after construction: checkpoints can be restored before the first
     # call, and no variable is ever created inside a recomputed (custom-gradient) block.
-    self.embeddings.build(None)
-    for block in self.blocks:
-      block.build(None)
-    self.pooler.build([None, self.bert_config.hidden_size])
+    with tf.name_scope(self.name):
+      build_in_scope(self.embeddings)
+      for block in self.blocks:
+        build_in_scope(block)
+      build_in_scope(self.pooler, [None, self.bert_config.hidden_size])
     self.built = True
 
   def get_embedding_table(self):

@@ -8,6 +8,7 @@ import tf_keras
 
 from bert_tf.modeling import activations
 from bert_tf.modeling import dropout as dropout_lib
+from bert_tf.modeling.building import build_in_scope
 
 
 def gather_positions(sequence, positions):
@@ -36,8 +37,8 @@ class MaskedLMHead(tf_keras.layers.Layer):
     # Head weights are float32 variables read as float32 (experimental_autocast=False): logits
     # and their bias are added in float32.
     vocab_size, hidden_size = self.embedding_table.shape
-    self.transform.build([None, None, hidden_size])
-    self.layer_norm.build([None, None, hidden_size])
+    build_in_scope(self.transform, [None, None, hidden_size])
+    build_in_scope(self.layer_norm, [None, None, hidden_size])
     self.output_bias = self.add_weight(
         "output_bias", shape=[vocab_size], initializer="zeros", dtype=tf.float32,
         experimental_autocast=False)

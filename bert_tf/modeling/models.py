@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import tf_keras
 
+import tensorflow as tf
+
 from bert_tf.modeling import dropout as dropout_lib
+from bert_tf.modeling.building import build_in_scope
 from bert_tf.modeling.encoder import BertEncoder
 from bert_tf.modeling.heads import ClassifierHead, MaskedLMHead, NextSentenceHead
 
@@ -25,8 +28,9 @@ class BertPretrainer(tf_keras.Model):
                                   config.initializer_range, name="masked_lm")
     self.next_sentence = NextSentenceHead(config.hidden_size, config.initializer_range,
                                           name="next_sentence")
-    self.masked_lm.build(None)
-    self.next_sentence.build(None)
+    with tf.name_scope(self.name):
+      build_in_scope(self.masked_lm)
+      build_in_scope(self.next_sentence)
     self.built = True
 
   def call(self, inputs, training=False, dropout_seed=None):
@@ -53,7 +57,8 @@ class BertClassifier(tf_keras.Model):
     rate = config.hidden_dropout_prob if dropout_rate is None else dropout_rate
     self.classifier = ClassifierHead(num_labels, config.hidden_size, config.initializer_range,
                                      dropout_rate=rate, name="classifier")
-    self.classifier.build(None)
+    with tf.name_scope(self.name):
+      build_in_scope(self.classifier)
     self.built = True
 
   def call(self, inputs, training=False, dropout_seed=None):

@@ -5,6 +5,7 @@ import tf_keras
 from bert_tf.modeling import activations
 from bert_tf.modeling import attention as attention_lib
 from bert_tf.modeling import dropout as dropout_lib
+from bert_tf.modeling.building import build_in_scope
 
 
 class TransformerBlock(tf_keras.layers.Layer):
@@ -43,12 +44,10 @@ class TransformerBlock(tf_keras.layers.Layer):
 
   def build(self, input_shape=None):
     h, i = self.hidden_size, self.intermediate_size
-    self.attention.build([None, None, h])
-    self.attention_output.build([None, None, h])
-    self.attention_layer_norm.build([None, None, h])
-    self.intermediate.build([None, None, h])
-    self.output_dense.build([None, None, i])
-    self.output_layer_norm.build([None, None, h])
+    for layer, width in ((self.attention, h), (self.attention_output, h),
+                         (self.attention_layer_norm, h), (self.intermediate, h),
+                         (self.output_dense, i), (self.output_layer_norm, h)):
+      build_in_scope(layer, [None, None, width])
     super().build(input_shape)
 
   def call(self, x, bias, seed=None, training=False):

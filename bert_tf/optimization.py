@@ -1,0 +1,122 @@
+"""Learning-rate schedule and optimizers: google's AdamWeightDecay and LAMB.
+
+Both optimizers are Model Garden's ``LAMB`` (official.modeling.optimization.lamb), subclassed
+only to make bias correction optional:
+  * LAMB as NVIDIA/Model Garden use it: bias correction on, layer adaptation (trust ratio).
+  * gluon-nlp's LAMB recipe: ``bias_correction=False``.
+  * google's AdamWeightDecayOptimizer is exactly LAMB without bias correction and without
+    layer adaptation: m/(sqrt(v)+eps) + wd*w, scaled by lr. (Model Garden's own
+    ``AdamWeightDecay`` subclasses Keras Adam and so bias-corrects, which google's does not.)
+Weight decay skips LayerNorm parameters and biases, by variable name as google does.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+import tf_keras
+from official.modeling.optimization import lamb
+
+# google's exclude_from_weight_decay; our variable names contain "layer_norm" and "bias".
+WEIGHT_DECAY_EXCLUDE = ("LayerNorm", "layer_norm", "bias")
+OPTIMIZERS = ("adamw", "lamb")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  name: str = "adamw"            # adamw (google) | lamb
+  learning_rate: float = 1e-4
+  num_train_steps: int = 100000
+  num_warmup_steps: int = 10000
+  decay_power: float = 1.0       # 1.0 linear (google); 0.5 in NVIDIA's LAMB recipe
+  end_learning_rate: float = 0.0
+  weight_decay_rate: float = 0.01
+  beta_1: float = 0.9
+  beta_2: float = 0.999
+  epsilon: float = 1e-6
+  bias_correction: bool | None = None   # None: False for adamw (google), True for lamb
+  clip_norm: float = 1.0         # global-norm clipping of the unscaled gradients; 0 = off
+
+  def __post_init__(self):
+    if self.name not in OPTIMIZERS:
+      raise ValueError(f"optimizer is {self.name!r}; expected one of {OPTIMIZERS}")
+
+
+class WarmupPolynomialDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
+  """google's schedule: lr * step / warmup while step < warmup, then
+  lr * (1 - step / num_train_steps) ** power (decay counted from step 0, not from warmup).
+
+  Model Garden's PolynomialWarmUp warms up to the *decayed* value and treats step 0 as 1, so
+  it does not reproduce google's numbers; this wraps Keras' PolynomialDecay instead.
+  """
+
+  def __init__(self, learning_rate, num_train_steps, num_warmup_steps, power=1.0,
+               end_learning_rate=0.0):
+    super().__init__()
+    self.learning_rate = learning_rate
+    self.num_train_steps = num_train_steps
+    self.num_warmup_steps = num_warmup_steps
+    self.power = power
+    self.end_learning_rate = end_learning_rate
+    self._decay = tf_keras.optimizers.schedules.PolynomialDecay(
+        learning_rate, num_train_steps, end_learning_rate=end_learning_rate, power=power)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    decayed = self._decay(step)
+    if not self.num_warmup_steps:
+      return decayed
+    warmup = self.learning_rate * step / float(self.num_warmup_steps)
+    return tf.where(step < self.num_warmup_steps, warmup, decayed)
+
+  def get_config(self):
+    return {"learning_rate": self.learning_rate, "num_train_steps": self.num_train_steps,
+            "num_warmup_steps": self.num_warmup_steps, "power": self.power,
+            "end_learning_rate": self.end_learning_rate}
+
+
+class LAMB(lamb.LAMB):
+  """Model Garden's LAMB with optional bias correction (gluon-nlp's ``bias_correction``)."""
+
+  def __init__(self, *args, bias_correction: bool = True, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.bias_correction = bias_correction
+
+  def _prepare_local(self, var_device, var_dtype, apply_state):
+    super()._prepare_local(var_device, var_dtype, apply_state)
+    if not self.bias_correction:
+      # m_hat = m / (1 - beta1^t) becomes m / 1: the uncorrected moments.
+      coefficients = apply_state[(var_device, var_dtype)]
+      coefficients["beta_1_power"] = tf.zeros([], var_dtype)
+      coefficients["beta_2_power"] = tf.zeros([], var_dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "bias_correction": self.bias_correction}
+
+
+def create_schedule(config: OptimizerConfig) -> WarmupPolynomialDecay:
+  return WarmupPolynomialDecay(config.learning_rate, config.num_train_steps,
+                               config.num_warmup_steps, config.decay_power,
+                               config.end_learning_rate)
+
+
+def create_optimizer(config: OptimizerConfig) -> LAMB:
+  """google's AdamWeightDecay (``adamw``) or LAMB, on the warmup + polynomial schedule."""
+  adamw = config.name == "adamw"
+  bias_correction = (not adamw) if config.bias_correction is None else config.bias_correction
+  return LAMB(
+      learning_rate=create_schedule(config), beta_1=config.beta_1, beta_2=config.beta_2,
+      epsilon=config.epsilon, weight_decay_rate=config.weight_decay_rate,
+      exclude_from_weight_decay=list(WEIGHT_DECAY_EXCLUDE),
+      # adamw: the trust ratio is off for every variable (regex ".*" matches all names).
+      exclude_from_layer_adaptation=[".*"] if adamw else list(WEIGHT_DECAY_EXCLUDE),
+      bias_correction=bias_correction, name="AdamWeightDecay" if adamw else "LAMB")
+
+
+def phase_steps(baseline_batch: int, baseline_seq: int, baseline_steps: int, batch: int,
+                seq: int, accumulation_steps: int = 1) -> int:
+  """gluon-nlp's rule for a phase's step count at another batch size / sequence length:
+  nsteps = baseline_batch * baseline_seq * baseline_steps / (batch * seq), where batch is the
+  per-step batch *before* accumulation times the accumulation steps (the optimizer batch)."""
+  effective = batch * accumulation_steps
+  return max(1, round(baseline_batch * baseline_seq * baseline_steps / (effective * seq)))

@@ -1,0 +1,227 @@
+"""The pretraining loop: optimizer rules, schedule, accumulation, Mirrored parity, fp16 skips,
+divergence abort, exact resume, evaluation output."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import distribution, optimization, training
+
+from helpers import random_features, tiny_config
+
+SEQ, PREDICTIONS = 16, 3
+
+
+# --- optimizers against their published update rules ------------------------------------------
+
+def _reference_step(w, g, m, v, t, lr, wd, b1=0.9, b2=0.999, eps=1e-6, bias_correction=False,
+                    trust_ratio=False, decay=True):
+  """google's AdamWeightDecayOptimizer (bias_correction=False, trust_ratio=False) and LAMB
+  (You et al. 2019, Algorithm 2) on numpy arrays."""
+  m = b1 * m + (1 - b1) * g
+  v = b2 * v + (1 - b2) * g * g
+  m_hat, v_hat = (m / (1 - b1 ** t), v / (1 - b2 ** t)) if bias_correction else (m, v)
+  update = m_hat / (np.sqrt(v_hat) + eps)
+  if decay:
+    update = update + wd * w
+  ratio = 1.0
+  if trust_ratio:
+    w_norm, u_norm = np.linalg.norm(w), np.linalg.norm(update)
+    ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+  return w - ratio * lr * update, m, v
+
+
+@pytest.mark.parametrize("name,bias_correction", [("adamw", None), ("lamb", None),
+                                                  ("lamb", False)])
+def test_optimizer_updates_follow_published_rules(name, bias_correction):
+  rng = np.random.default_rng(0)
+  config = optimization.OptimizerConfig(name=name, learning_rate=0.01, num_train_steps=10 ** 6,
+                                        num_warmup_steps=0, weight_decay_rate=0.01,
+                                        bias_correction=bias_correction)
+  opt = optimization.create_optimizer(config)
+  with tf.name_scope("layer_0"):
+    kernel = tf.Variable(rng.normal(size=(3, 4)).astype(np.float32), name="kernel")
+  with tf.name_scope("layer_0/layer_norm"):
+    gamma = tf.Variable(rng.normal(size=(4,)).astype(np.float32), name="gamma")
+  with tf.name_scope("layer_0/dense"):
+    bias = tf.Variable(rng.normal(size=(4,)).astype(np.float32), name="bias")
+  variables = [kernel, gamma, bias]
+  state = {v.name: (v.numpy().astype(np.float64), 0.0, 0.0) for v in variables}
+  corrected = (name == "lamb") if bias_correction is None else bias_correction
+  for t in range(1, 4):
+    grads = [rng.normal(size=v.shape).astype(np.float32) for v in variables]
+    opt.apply_gradients(zip([tf.constant(g) for g in grads], variables))
+    for v, g in zip(variables, grads):
+      w, m, s = state[v.name]
+      excluded = "layer_norm" in v.name or "bias" in v.name
+      state[v.name] = _reference_step(w, g.astype(np.float64), m, s, t, 0.01, 0.01,
+                                      bias_correction=corrected,
+                                      trust_ratio=(name == "lamb" and not excluded),
+                                      decay=not excluded)
+      np.testing.assert_allclose(v.numpy(), state[v.name][0], rtol=1e-5, atol=1e-6,
+                                 err_msg=f"{name} step {t} {v.name}")
+
+
+def test_schedule_matches_google_at_listed_steps():
+  schedule = optimization.WarmupPolynomialDecay(1e-4, num_train_steps=1000, num_warmup_steps=100)
+  # google: warmup lr*step/warmup; then lr*(1-step/num_train_steps)^1.
+  expected = {0: 0.0, 1: 1e-6, 50: 5e-5, 99: 9.9e-5, 100: 9e-5, 500: 5e-5, 999: 1e-7, 1000: 0.0,
+              2000: 0.0}
+  for step, value in expected.items():
+    assert float(schedule(step)) == pytest.approx(value, rel=1e-4, abs=1e-12), step  # float32
+  sqrt_decay = optimization.WarmupPolynomialDecay(1e-3, 1000, 0, power=0.5)
+  assert float(sqrt_decay(750)) == pytest.approx(1e-3 * 0.5, rel=1e-5)
+
+
+def test_phase_steps_follow_gluon_formula():
+  # Baseline 256 x 512 tokens x 1M steps, moved to 8192 x 128 (accumulated from 512 x 16):
+  assert optimization.phase_steps(256, 512, 1_000_000, 512, 128, accumulation_steps=16) == 125000
+  assert optimization.phase_steps(256, 128, 900_000, 256, 128) == 900_000
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+def _features(n=64, seed=0):
+  return random_features(tiny_config(), batch=n, seq=SEQ, predictions=PREDICTIONS, seed=seed)
+
+
+def _dataset_fn(features):
+  def fn(context, batch_size):
+    return tf.data.Dataset.from_tensor_slices(features).repeat().batch(batch_size,
+                                                                       drop_remainder=True)
+  return fn
+
+
+def _trainer(tmp_path, name, *, distribution_name="one_device", steps=2, features=None,
+             config=None, optimizer="adamw", **overrides):
+  values = dict(output_dir=str(tmp_path / name), train_batch_size=8, max_seq_length=SEQ,
+                max_predictions_per_seq=PREDICTIONS, num_train_steps=steps,
+                iterations_per_loop=2, save_checkpoints_steps=2, eval_batch_size=8,
+                max_eval_steps=4, seed=1)
+  values.update(overrides)
+  opt = optimization.OptimizerConfig(name=optimizer, learning_rate=5e-3, num_train_steps=steps,
+                                     num_warmup_steps=1)
+  features = _features() if features is None else features
+  return training.Pretrainer(config or tiny_config(), training.TrainConfig(**values), opt,
+                             distribution.make_runtime(distribution_name),
+                             _dataset_fn(features), _dataset_fn(features))
+
+
+def _weights(trainer):
+  return [v.numpy() for v in trainer.model.trainable_variables]
+
+
+def _max_diff(a, b):
+  return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+
+
+def test_accumulation_equals_one_big_batch(tmp_path):
+  initial = _trainer(tmp_path, "init", steps=1)
+  start = initial.model.get_weights()
+  results = {}
+  for k in (1, 4):
+    trainer = _trainer(tmp_path, f"k{k}", steps=2, gradient_accumulation_steps=k)
+    trainer.model.set_weights(start)
+    metrics = trainer.train()
+    results[k] = (_weights(trainer), metrics["loss"])
+  diff = _max_diff(results[1][0], results[4][0])
+  print(f"accumulation 4x2 vs 1x8: max |weight diff| {diff:.2e}, "
+        f"losses {results[1][1]:.7f} / {results[4][1]:.7f}")
+  assert diff <= 1e-6
+  assert results[1][1] == pytest.approx(results[4][1], abs=1e-6)
+  assert _max_diff(start[:3], results[1][0][:3]) > 1e-4  # training did move the weights
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "lamb"])
+def test_mirrored_two_devices_equal_one_device(tmp_path, optimizer):
+  start = _trainer(tmp_path, "init", steps=1).model.get_weights()
+  results = {}
+  for name in ("one_device", "mirrored"):
+    trainer = _trainer(tmp_path, name, distribution_name=name, steps=3, optimizer=optimizer,
+                       iterations_per_loop=3, save_checkpoints_steps=3)
+    assert trainer.runtime.num_replicas == (2 if name == "mirrored" else 1)
+    trainer.model.set_weights(start)
+    metrics = trainer.train()
+    results[name] = (_weights(trainer), metrics["loss"])
+  diff = _max_diff(results["one_device"][0], results["mirrored"][0])
+  print(f"mirrored(2) vs one device, {optimizer}: max |weight diff| {diff:.2e}")
+  assert diff <= 1e-5
+  assert results["one_device"][1] == pytest.approx(results["mirrored"][1], abs=1e-5)
+
+
+def _slots(trainer):
+  opt = trainer.inner_optimizer
+  return [opt.get_slot(v, s).numpy() for v in trainer.model.trainable_variables for s in "mv"]
+
+
+def test_fp16_overflow_steps_leave_state_unchanged_and_are_counted(tmp_path):
+  # A loss scale of 2^40 overflows float16 gradients: every step must be skipped.
+  trainer = _trainer(tmp_path, "fp16", steps=3, dtype="fp16", initial_loss_scale=2.0 ** 40,
+                     iterations_per_loop=1, save_checkpoints_steps=10)
+  trainer.restore_or_initialize()
+  before = _weights(trainer)
+  metrics = trainer.train()
+  assert metrics["skipped_steps"] == 3
+  assert metrics["loss_scale"] == 2.0 ** 37
+  for a, b in zip(before, _weights(trainer)):
+    np.testing.assert_array_equal(a, b)
+  assert all(not np.any(s) for s in _slots(trainer)), "optimizer slots must stay zero"
+  lines = [json.loads(l) for l in open(tmp_path / "fp16" / "train_metrics.jsonl")]
+  assert [l["skipped_steps"] for l in lines] == [1, 2, 3]
+
+
+def test_fp16_trains_when_scale_is_sane(tmp_path):
+  trainer = _trainer(tmp_path, "fp16ok", steps=4, dtype="fp16", recompute="full",
+                     iterations_per_loop=2)
+  before = _weights(trainer)
+  metrics = trainer.train()
+  assert metrics["skipped_steps"] == 0 and np.isfinite(metrics["loss"])
+  assert _max_diff(before, _weights(trainer)) > 0
+
+
+def test_persistent_overflow_aborts_and_keeps_last_checkpoint(tmp_path):
+  trainer = _trainer(tmp_path, "diverge", steps=10, dtype="fp16", initial_loss_scale=2.0 ** 40,
+                     iterations_per_loop=1, save_checkpoints_steps=1, max_consecutive_skips=3)
+  with pytest.raises(training.TrainingDivergedError, match="3 consecutive steps") as e:
+    trainer.train()
+  assert "ckpt-2" in str(e.value)
+  assert os.path.basename(tf.train.latest_checkpoint(str(tmp_path / "diverge"))) == "ckpt-2"
+  assert not os.path.exists(tmp_path / "diverge" / "ckpt-3.index")
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
+  """Bitwise: weights, optimizer slots and step, with dropout on (seeded per step)."""
+  tf.config.experimental.enable_op_determinism()
+  config = tiny_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+  features = _features()
+  full = _trainer(tmp_path, "full", steps=6, config=config, features=features,
+                  gradient_accumulation_steps=2)
+  full.train()
+  part = _trainer(tmp_path, "resumed", steps=6, config=config, features=features,
+                  gradient_accumulation_steps=2)
+  part.train(stop_after_steps=4)
+  assert int(part.global_step.numpy()) == 4
+  del part
+  resumed = _trainer(tmp_path, "resumed", steps=6, config=config, features=features,
+                     gradient_accumulation_steps=2)
+  resumed.train()
+  assert int(resumed.global_step.numpy()) == 6
+  for a, b in zip(_weights(full), _weights(resumed)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(_slots(full), _slots(resumed)):
+    np.testing.assert_array_equal(a, b)
+  # The encoder export for fine-tuning is there at the end.
+  assert os.path.exists(tmp_path / "resumed" / "encoder" / "bert_config.json")
+
+
+def test_evaluate_writes_google_eval_results(tmp_path):
+  trainer = _trainer(tmp_path, "eval", steps=2)
+  trainer.train()
+  results = trainer.evaluate()
+  text = (tmp_path / "eval" / "eval_results.txt").read_text().splitlines()
+  keys = [line.split(" = ")[0] for line in text]
+  assert keys == sorted(["global_step", "loss", "masked_lm_accuracy", "masked_lm_loss",
+                         "next_sentence_accuracy", "next_sentence_loss"])
+  assert 0.0 <= results["masked_lm_accuracy"] <= 1.0 and results["global_step"] == 2
