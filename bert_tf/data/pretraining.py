@@ -1,0 +1,635 @@
+"""Pretraining data: google's create_pretraining_data algorithm, TFRecord writing and reading.
+
+Records carry google's feature names and dtypes (``input_ids``, ``input_mask``, ``segment_ids``,
+``masked_lm_positions``, ``masked_lm_ids`` as int64, ``masked_lm_weights`` as float,
+``next_sentence_labels`` as int64), so records made here feed google's ``run_pretraining.py``
+and records made by google's script feed ours.
+
+Creation follows tf-models-official's ``official.nlp.data.create_pretraining_data`` step for
+step, with the same ``random.Random`` calls in the same order: within one chunk of documents the
+output equals the reference's for the same seed (tested). What differs, and why it is written
+here rather than reused:
+  * streaming: documents are read and processed in chunks of ``documents_per_chunk`` (random
+    next sentences come from the same chunk), so memory stays bounded on large corpora where
+    the reference loads the whole corpus and every instance before writing one;
+  * speed: tokenization is the in-graph ``bert_tf.tokenization`` (batched), instance creation
+    runs on token ids in ``num_workers`` processes, and ``tf.train.Example`` protos are
+    serialized by hand from precomputed varint bytes (building proto objects costs more than
+    the rest of instance creation).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import multiprocessing
+import os
+import random
+import struct
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
+                 "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingDataConfig:
+  """google's create_pretraining_data options (same names and defaults) plus scale options."""
+  max_seq_length: int = 128
+  max_predictions_per_seq: int = 20
+  random_seed: int = 12345
+  dupe_factor: int = 10
+  masked_lm_prob: float = 0.15
+  short_seq_prob: float = 0.1
+  do_whole_word_mask: bool = False
+  num_workers: int = 0  # 0: all cores
+  documents_per_chunk: int = 20000
+
+  def __post_init__(self):
+    if self.max_seq_length < 5:
+      raise ValueError(f"max_seq_length must be >= 5 ([CLS] a [SEP] b [SEP]), got {self.max_seq_length}")
+    if self.max_predictions_per_seq < 0 or self.dupe_factor < 1 or self.documents_per_chunk < 1:
+      raise ValueError("max_predictions_per_seq must be >= 0, dupe_factor and "
+                       f"documents_per_chunk >= 1: got {self}")
+    for name in ("masked_lm_prob", "short_seq_prob"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the input: one sentence a line, blank lines between documents.
+
+
+def read_documents(input_files: Sequence[str], tokenizer, batch_lines: int = 4096
+                   ) -> Iterator[list[list[int]]]:
+  """Streams tokenized documents from google-format text files.
+
+  Args:
+    input_files: paths (local or gs://); read in order, each line decoded as UTF-8 with
+      invalid bytes dropped (as google does).
+    tokenizer: a ``bert_tf.tokenization.BertTokenizer``.
+    batch_lines: lines tokenized per in-graph call.
+
+  Yields:
+    documents, each a non-empty list of sentences, each a non-empty list of int token ids.
+    As in google's script, a document never spans two files only if the file ends with a
+    blank line; lines that tokenize to nothing are dropped.
+  """
+  import tensorflow as tf
+  doc: list[list[int]] = []
+  pending: list[bytes] = []  # b"" marks a document break
+
+  def flush():
+    nonlocal doc
+    texts = [line for line in pending if line]
+    ids = iter(tokenizer.encode_batch(texts) if texts else [])
+    out = []
+    for line in pending:
+      if not line:
+        if doc:
+          out.append(doc)
+        doc = []
+      else:
+        tokens = next(ids)
+        if tokens:
+          doc.append(tokens)
+    pending.clear()
+    return out
+
+  for path in input_files:
+    try:
+      f = tf.io.gfile.GFile(path, "rb")
+      with f:
+        for raw in f:
+          pending.append(raw.decode("utf-8", "ignore").strip().encode("utf-8"))
+          if len(pending) >= batch_lines:
+            yield from flush()
+    except tf.errors.OpError as e:
+      raise OSError(f"{path}: cannot read input file: {e.message}") from None
+  yield from flush()
+  if doc:
+    yield doc
+
+
+# ---------------------------------------------------------------------------------------------
+# Instance creation on token ids (worker side: no TensorFlow import).
+
+# Set once per worker process by _init_worker.
+_W: dict = {}
+
+
+@dataclasses.dataclass
+class TrainingInstance:
+  """One sentence pair. ``tokens`` and ``masked_lm_labels`` are token ids."""
+  tokens: list
+  segment_ids: list
+  masked_lm_positions: list
+  masked_lm_labels: list
+  is_random_next: bool
+
+
+def _init_worker(vocab_ids, is_subword, special_ids, cls_id, sep_id, mask_id, config):
+  _W.update(vocab_ids=vocab_ids, is_subword=is_subword, special=frozenset(special_ids),
+            cls=cls_id, sep=sep_id, mask=mask_id, config=config,
+            varints=[_varint(i) for i in range(max(vocab_ids) + 1)])
+
+
+def _truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
+  while len(tokens_a) + len(tokens_b) > max_num_tokens:
+    trunc = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+    if rng.random() < 0.5:
+      del trunc[0]
+    else:
+      trunc.pop()
+
+
+def _masked_lm(tokens, rng):
+  """google's create_masked_lm_predictions on ids (Model Garden's version, n-gram size 1)."""
+  cfg, special, is_subword = _W["config"], _W["special"], _W["is_subword"]
+  # Grams (begin, end): whole words, or single tokens; [CLS] and [SEP] never.
+  if cfg.do_whole_word_mask:
+    grams, start = [], None
+    for i, t in enumerate(tokens):
+      if start is not None and is_subword[t]:
+        continue
+      if start is not None:
+        grams.append((start, i))
+      start = None if t in (_W["cls"], _W["sep"]) else i
+    if start is not None:
+      grams.append((start, len(tokens)))
+  else:
+    grams = [(i, i + 1) for i, t in enumerate(tokens) if t not in (_W["cls"], _W["sep"])]
+  num_to_predict = min(cfg.max_predictions_per_seq,
+                       max(1, int(round(len(tokens) * cfg.masked_lm_prob))))
+  if not grams:
+    return list(tokens), [], []
+  rng.shuffle(grams)
+  chosen, masked = [], 0
+  # Model Garden's _masking_ngrams loop for max_ngram_size 1: pop from the end, skip grams that
+  # would overshoot, stop when full.
+  while masked < num_to_predict and grams:
+    begin, end = grams.pop()
+    if masked + end - begin > num_to_predict:
+      continue
+    chosen.append((begin, end))
+    masked += end - begin
+  output = list(tokens)
+  positions = []
+  for begin, end in chosen:
+    if rng.random() < 0.8:
+      replace = lambda idx: _W["mask"]
+    elif rng.random() < 0.5:
+      replace = lambda idx: tokens[idx]
+    else:
+      replace = lambda idx: rng.choice(_W["vocab_ids"])
+    for idx in range(begin, end):
+      output[idx] = replace(idx)
+      positions.append(idx)
+  positions.sort()
+  return output, positions, [tokens[p] for p in positions]
+
+
+def _instances_from_document(all_documents, document_index, rng):
+  """google's create_instances_from_document, on ids; same random calls in the same order."""
+  cfg = _W["config"]
+  document = all_documents[document_index]
+  max_num_tokens = cfg.max_seq_length - 3
+  target_seq_length = max_num_tokens
+  if rng.random() < cfg.short_seq_prob:
+    target_seq_length = rng.randint(2, max_num_tokens)
+  instances = []
+  current_chunk, current_length, i = [], 0, 0
+  while i < len(document):
+    segment = document[i]
+    current_chunk.append(segment)
+    current_length += len(segment)
+    if i == len(document) - 1 or current_length >= target_seq_length:
+      if current_chunk:
+        a_end = 1
+        if len(current_chunk) >= 2:
+          a_end = rng.randint(1, len(current_chunk) - 1)
+        tokens_a = [t for seg in current_chunk[:a_end] for t in seg]
+        tokens_b = []
+        if len(current_chunk) == 1 or rng.random() < 0.5:
+          is_random_next = True
+          target_b_length = target_seq_length - len(tokens_a)
+          for _ in range(10):
+            random_document_index = rng.randint(0, len(all_documents) - 1)
+            if random_document_index != document_index:
+              break
+          random_document = all_documents[random_document_index]
+          random_start = rng.randint(0, len(random_document) - 1)
+          for j in range(random_start, len(random_document)):
+            tokens_b.extend(random_document[j])
+            if len(tokens_b) >= target_b_length:
+              break
+          i -= len(current_chunk) - a_end  # put the unused segments back
+        else:
+          is_random_next = False
+          for j in range(a_end, len(current_chunk)):
+            tokens_b.extend(current_chunk[j])
+        _truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+        tokens = [_W["cls"]] + tokens_a + [_W["sep"]] + tokens_b + [_W["sep"]]
+        segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+        tokens, positions, labels = _masked_lm(tokens, rng)
+        instances.append(TrainingInstance(tokens, segment_ids, positions, labels, is_random_next))
+      current_chunk, current_length = [], 0
+    i += 1
+  return instances
+
+
+def _chunk_seed(random_seed: int, chunk_index: int) -> int:
+  # Chunk 0 uses the seed itself, so a corpus that fits one chunk reproduces the reference.
+  return random_seed if chunk_index == 0 else hash((random_seed, chunk_index)) & 0x7FFFFFFF
+
+
+def create_instances(documents: list, rng: random.Random) -> list[TrainingInstance]:
+  """google's create_training_instances after tokenization, for one chunk of documents."""
+  documents = [d for d in documents if d]
+  rng.shuffle(documents)
+  instances = []
+  for _ in range(_W["config"].dupe_factor):
+    for document_index in range(len(documents)):
+      instances.extend(_instances_from_document(documents, document_index, rng))
+  rng.shuffle(instances)
+  return instances
+
+
+def _process_chunk(args):
+  chunk_index, documents = args
+  cfg = _W["config"]
+  instances = create_instances(documents, random.Random(_chunk_seed(cfg.random_seed, chunk_index)))
+  return [serialize_instance(inst) for inst in instances]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-written tf.train.Example serialization (byte-identical content to the proto library's).
+
+
+def _varint(n: int) -> bytes:
+  out = bytearray()
+  while True:
+    byte = n & 0x7F
+    n >>= 7
+    if n:
+      out.append(byte | 0x80)
+    else:
+      out.append(byte)
+      return bytes(out)
+
+
+def _entry(name: bytes, feature: bytes) -> bytes:
+  # Features.feature map entry: key (field 1), value Feature (field 2).
+  entry = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(feature)) + feature
+  return b"\x0a" + _varint(len(entry)) + entry
+
+
+def _int_feature(packed: bytes) -> bytes:
+  # Feature.int64_list (field 3) -> Int64List.value (field 1, packed varints).
+  inner = b"\x0a" + _varint(len(packed)) + packed
+  return b"\x1a" + _varint(len(inner)) + inner
+
+
+def _float_feature(packed: bytes) -> bytes:
+  # Feature.float_list (field 2) -> FloatList.value (field 1, packed little-endian float32).
+  inner = b"\x0a" + _varint(len(packed)) + packed
+  return b"\x12" + _varint(len(inner)) + inner
+
+
+_ONE_F, _ZERO_F = struct.pack("<f", 1.0), struct.pack("<f", 0.0)
+
+
+def serialize_instance(inst: TrainingInstance) -> bytes:
+  """A TrainingInstance -> serialized tf.train.Example with google's features (padded)."""
+  cfg, varints = _W["config"], _W["varints"]
+  seq, preds = cfg.max_seq_length, cfg.max_predictions_per_seq
+  n = len(inst.tokens)
+  if n > seq:
+    raise AssertionError(f"instance of {n} tokens exceeds max_seq_length {seq}")
+  k = len(inst.masked_lm_positions)
+  pad_seq, pad_pred = b"\x00" * (seq - n), b"\x00" * (preds - k)
+  nb = sum(inst.segment_ids)
+  features = b"".join((
+      _entry(b"input_ids", _int_feature(b"".join([varints[t] for t in inst.tokens]) + pad_seq)),
+      _entry(b"input_mask", _int_feature(b"\x01" * n + pad_seq)),
+      _entry(b"segment_ids", _int_feature(b"\x00" * (n - nb) + b"\x01" * nb + pad_seq)),
+      _entry(b"masked_lm_positions",
+             _int_feature(b"".join([varints[p] if p < len(varints) else _varint(p)
+                                    for p in inst.masked_lm_positions]) + pad_pred)),
+      _entry(b"masked_lm_ids",
+             _int_feature(b"".join([varints[t] for t in inst.masked_lm_labels]) + pad_pred)),
+      _entry(b"masked_lm_weights", _float_feature(_ONE_F * k + _ZERO_F * (preds - k))),
+      _entry(b"next_sentence_labels", _int_feature(b"\x01" if inst.is_random_next else b"\x00")),
+  ))
+  return b"\x0a" + _varint(len(features)) + features
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole job.
+
+
+def _chunks(documents: Iterable, size: int) -> Iterator[tuple[int, list]]:
+  chunk, index = [], 0
+  for doc in documents:
+    chunk.append(doc)
+    if len(chunk) >= size:
+      yield index, chunk
+      chunk, index = [], index + 1
+  if chunk:
+    yield index, chunk
+
+
+def _worker_args(tokenizer, config):
+  vocab = tokenizer.vocab
+  # google draws random replacements with rng.choice(list(vocab.keys())); the ids in that
+  # order consume the same random numbers and give the same tokens.
+  vocab_ids = list(vocab.values())
+  size = max(vocab_ids) + 1
+  is_subword = [False] * size
+  for token, i in vocab.items():
+    is_subword[i] = token.startswith("##")
+  for token in ("[CLS]", "[SEP]", "[MASK]"):
+    if token not in vocab:
+      raise ValueError(f"{tokenizer.vocab_file}: the vocabulary has no {token} token")
+  return (vocab_ids, is_subword, [vocab["[CLS]"], vocab["[SEP]"]], vocab["[CLS]"],
+          vocab["[SEP]"], vocab["[MASK]"], config)
+
+
+def create_pretraining_data(input_files: Sequence[str], output_files: Sequence[str], tokenizer,
+                            config: PretrainingDataConfig) -> dict:
+  """Reads google-format text, writes pretraining TFRecords with google's features.
+
+  Args:
+    input_files: text files, one sentence a line, blank lines between documents.
+    output_files: TFRecord paths; instances are written round-robin, as google does.
+    tokenizer: a ``bert_tf.tokenization.BertTokenizer``.
+    config: a ``PretrainingDataConfig``.
+
+  Returns:
+    dict with "documents", "instances", "masked_lm_tokens" and "random_next" counts.
+  """
+  import tensorflow as tf
+  if not input_files:
+    raise ValueError("no input files")
+  if not output_files:
+    raise ValueError("no output files")
+  for path in input_files:
+    if not tf.io.gfile.exists(path):
+      raise FileNotFoundError(f"input file not found: {path}")
+  worker_args = _worker_args(tokenizer, config)
+  num_workers = config.num_workers or os.cpu_count() or 1
+  stats = dict(documents=0, instances=0)
+  writers = [tf.io.TFRecordWriter(path) for path in output_files]
+  documents = read_documents(input_files, tokenizer)
+
+  def counted(docs):
+    for d in docs:
+      stats["documents"] += 1
+      yield d
+
+  chunks = _chunks(counted(documents), config.documents_per_chunk)
+  next_writer = 0
+  try:
+    if num_workers == 1:
+      _init_worker(*worker_args)
+      results = map(_process_chunk, chunks)
+      pool = None
+    else:
+      # spawn, not fork: the parent has TensorFlow's threads running.
+      pool = concurrent.futures.ProcessPoolExecutor(
+          num_workers, mp_context=multiprocessing.get_context("spawn"),
+          initializer=_init_worker, initargs=worker_args)
+      results = _bounded_map(pool, _process_chunk, chunks, 2 * num_workers)
+    for records in results:
+      for record in records:
+        writers[next_writer].write(record)
+        next_writer = (next_writer + 1) % len(writers)
+      stats["instances"] += len(records)
+      logging.info("wrote %d instances from %d documents", stats["instances"], stats["documents"])
+  finally:
+    for w in writers:
+      w.close()
+    if pool is not None:
+      pool.shutdown(cancel_futures=True)
+  return stats
+
+
+def _bounded_map(pool, fn, items, max_pending):
+  """pool.map that keeps at most ``max_pending`` chunks in flight (bounded memory), in order."""
+  pending = []
+  for item in items:
+    pending.append(pool.submit(fn, item))
+    if len(pending) >= max_pending:
+      yield pending.pop(0).result()
+  for future in pending:
+    yield future.result()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading: a tf.data pipeline over the TFRecords.
+
+
+@dataclasses.dataclass(frozen=True)
+class DynamicMasking:
+  """Masks on the fly (new masks every epoch) from records of whole sentence pairs.
+
+  Token-level masking with google's rates: ``masked_lm_prob`` of the real tokens, at most
+  ``max_predictions_per_seq``, never ``special_ids``; 80% [MASK], 10% random id, 10% kept.
+  The records' own masked_lm_* features, if any, are ignored (positions already masked in
+  them would be masked again, so make such records with ``--max_predictions_per_seq=0``).
+  """
+  mask_id: int
+  vocab_size: int
+  special_ids: tuple = (0, 101, 102)  # [PAD], [CLS], [SEP] in google's English vocabs
+  masked_lm_prob: float = 0.15
+
+  @classmethod
+  def from_vocab(cls, vocab: dict, masked_lm_prob: float = 0.15) -> "DynamicMasking":
+    return cls(mask_id=vocab["[MASK]"], vocab_size=max(vocab.values()) + 1,
+               special_ids=tuple(vocab[t] for t in ("[PAD]", "[CLS]", "[SEP]") if t in vocab),
+               masked_lm_prob=masked_lm_prob)
+
+
+def _apply_dynamic_masking(batch, masking: DynamicMasking, max_predictions_per_seq, seed):
+  import tensorflow as tf
+  ids = batch["input_ids"]  # [B, S] int32
+  shape = tf.shape(ids)
+  candidate = tf.cast(batch["input_mask"], tf.bool)
+  for special in masking.special_ids:
+    candidate &= ids != special
+  num_real = tf.reduce_sum(tf.cast(batch["input_mask"], tf.float32), axis=1)
+  num_to_predict = tf.minimum(
+      max_predictions_per_seq,
+      tf.maximum(1, tf.cast(tf.round(num_real * masking.masked_lm_prob), tf.int32)))  # [B]
+  num_to_predict = tf.minimum(num_to_predict,
+                              tf.reduce_sum(tf.cast(candidate, tf.int32), axis=1))
+  # A random order of the candidates: the first num_to_predict are masked.
+  scores = tf.where(candidate, tf.random.uniform(tf.shape(ids), seed=seed), -1.0)
+  _, order = tf.math.top_k(scores, k=max_predictions_per_seq)  # [B, P]
+  slot = tf.range(max_predictions_per_seq)[tf.newaxis, :]
+  valid = slot < num_to_predict[:, tf.newaxis]  # [B, P]
+  # Sorted positions, padding (0) at the end, as google writes them.
+  positions = tf.sort(tf.where(valid, order, shape[1]), axis=1)
+  valid = positions < shape[1]
+  positions = tf.where(valid, positions, 0)
+  labels = tf.where(valid, tf.gather(ids, positions, batch_dims=1), 0)
+  action = tf.random.uniform(tf.shape(positions), seed=None if seed is None else seed + 1)
+  random_ids = tf.random.uniform(tf.shape(positions), 0, masking.vocab_size, tf.int32,
+                                 seed=None if seed is None else seed + 2)
+  replacement = tf.where(action < 0.8, masking.mask_id,
+                         tf.where(action < 0.9, random_ids, labels))
+  rows = tf.broadcast_to(tf.range(shape[0])[:, tf.newaxis], tf.shape(positions))
+  updates = tf.boolean_mask(tf.stack([rows, positions], -1), valid)
+  new_ids = tf.tensor_scatter_nd_update(ids, updates, tf.boolean_mask(replacement, valid))
+  batch = dict(batch)
+  batch.update(input_ids=new_ids, masked_lm_positions=positions, masked_lm_ids=labels,
+               masked_lm_weights=tf.cast(valid, tf.float32))
+  return batch
+
+
+def _file_records(path, size, skip_corrupt, corrupt_counter):
+  """Records of one file; a corrupt one fails naming the file, or ends the file (counted).
+
+  TFRecordDataset's own error ("corrupted record at 128") names no file, and a damaged file
+  cannot be read past the damage. So errors are swallowed per file and the bytes read are
+  compared with the file size when the file ends.
+  """
+  import tensorflow as tf
+  records = tf.data.TFRecordDataset(path).ignore_errors()
+  marked = records.map(lambda r: (r, False)).concatenate(
+      tf.data.Dataset.from_tensors((tf.constant(b""), True)))
+
+  def account(read, item):
+    record, is_end = item
+    read = read + tf.where(is_end, tf.constant(0, tf.int64),
+                           tf.cast(tf.strings.length(record), tf.int64) + 16)
+    return read, (record, is_end, read)
+
+  def check(record, is_end, read):
+    damaged = is_end & (read != size)
+    message = tf.strings.format(
+        "corrupt TFRecord file {}: only {} of its {} bytes could be read", (path, read, size))
+    if skip_corrupt:
+      def count():
+        tf.print("WARNING: skipping the rest of", message)
+        if corrupt_counter is not None:
+          corrupt_counter.assign_add(1)
+        return tf.constant(True)
+      tf.cond(damaged, count, lambda: tf.constant(False))
+      return record, is_end
+    with tf.control_dependencies([tf.debugging.Assert(tf.logical_not(damaged), [message])]):
+      return tf.identity(record), is_end
+
+  return (marked.scan(tf.constant(0, tf.int64), account)
+          .map(check).filter(lambda record, is_end: tf.logical_not(is_end))
+          .map(lambda record, is_end: record))
+
+
+def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
+                             max_predictions_per_seq: int, is_training: bool,
+                             input_context=None, num_shards: int | None = None,
+                             shard_index: int | None = None, seed: int | None = None,
+                             skip_corrupt: bool = False, dynamic_masking: DynamicMasking | None = None,
+                             corrupt_counter=None, shuffle_buffer: int = 10000,
+                             cycle_length: int = 8, drop_remainder: bool | None = None):
+  """A tf.data pipeline of pretraining batches from google-format TFRecords.
+
+  Args:
+    file_patterns: str (globs and comma lists, as google's --input_file) or list of them.
+    batch_size: per-replica batch size (that is, of the dataset returned).
+    max_seq_length: int, must equal the records' input_ids length.
+    max_predictions_per_seq: int, must equal the records' masked_lm_* length (unless
+      ``dynamic_masking``, where it is the number of predictions made).
+    is_training: shuffle files and records, repeat forever; otherwise one ordered pass.
+    input_context: a ``tf.distribute.InputContext``; files are sharded by its pipeline id.
+    num_shards, shard_index: explicit file sharding (e.g. Horovod size/rank); exclusive with
+      ``input_context``.
+    seed: int, for file order, record shuffling and dynamic masking.
+    skip_corrupt: False: a corrupt file raises InvalidArgumentError naming it. True: the
+      unreadable rest of the file is skipped, a warning printed and ``corrupt_counter``
+      (an int64 tf.Variable, if given) incremented.
+    dynamic_masking: a ``DynamicMasking`` to mask on the fly instead of reading masks.
+
+  Returns:
+    tf.data.Dataset of dicts: input_ids, input_mask, segment_ids int32 [batch, max_seq_length];
+    masked_lm_positions, masked_lm_ids int32 and masked_lm_weights float32
+    [batch, max_predictions_per_seq]; next_sentence_labels int32 [batch, 1].
+  """
+  import tensorflow as tf
+  if isinstance(file_patterns, str):
+    file_patterns = [file_patterns]
+  files = []
+  for pattern in file_patterns:
+    for p in str(pattern).split(","):
+      if p.strip():
+        matched = sorted(tf.io.gfile.glob(p.strip()))
+        if not matched:
+          raise FileNotFoundError(f"no files match input pattern {p.strip()!r}")
+        files.extend(matched)
+  if input_context is not None and num_shards is not None:
+    raise ValueError("pass either input_context or num_shards/shard_index, not both")
+  if input_context is not None:
+    num_shards, shard_index = input_context.num_input_pipelines, input_context.input_pipeline_id
+  if num_shards is not None and num_shards > 1:
+    if not 0 <= (shard_index or 0) < num_shards:
+      raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
+    if len(files) < num_shards:
+      raise ValueError(f"{len(files)} input files cannot be sharded {num_shards} ways by file; "
+                       "write at least one output file per worker (--output_file a,b,...)")
+    files = files[shard_index::num_shards]
+  sizes = [tf.io.gfile.stat(f).length for f in files]
+
+  ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
+  if is_training:
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+  ds = ds.interleave(
+      lambda path, size: _file_records(path, size, skip_corrupt, corrupt_counter),
+      cycle_length=min(cycle_length, len(files)), block_length=1,
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training or seed is not None)
+  if is_training:
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.batch(batch_size, drop_remainder=is_training if drop_remainder is None else drop_remainder)
+
+  masked = dynamic_masking is None
+  spec = {"input_ids": tf.int64, "input_mask": tf.int64, "segment_ids": tf.int64,
+          "next_sentence_labels": tf.int64}
+  if masked:
+    spec.update(masked_lm_positions=tf.int64, masked_lm_ids=tf.int64,
+                masked_lm_weights=tf.float32)
+  lengths = {"input_ids": max_seq_length, "input_mask": max_seq_length,
+             "segment_ids": max_seq_length, "next_sentence_labels": 1,
+             "masked_lm_positions": max_predictions_per_seq,
+             "masked_lm_ids": max_predictions_per_seq, "masked_lm_weights": max_predictions_per_seq}
+  flag = {name: "--max_seq_length" if n == "max_seq_length" else "--max_predictions_per_seq"
+          for name, n in (("input_ids", "max_seq_length"), ("input_mask", "max_seq_length"),
+                          ("segment_ids", "max_seq_length"), ("masked_lm_positions", ""),
+                          ("masked_lm_ids", ""), ("masked_lm_weights", ""))}
+  flag["next_sentence_labels"] = "the expected length"
+
+  def parse(records):
+    # Parsed as ragged so a length mismatch can be reported with both numbers; a
+    # FixedLenFeature would only say "Can't parse serialized Example".
+    parsed = tf.io.parse_example(records, {k: tf.io.RaggedFeature(v) for k, v in spec.items()})
+    out = {}
+    checks = []
+    for name, ragged in parsed.items():
+      expected = lengths[name]
+      row_lengths = ragged.row_lengths()
+      bad = tf.reduce_any(row_lengths != expected)
+      found = tf.reduce_max(tf.where(row_lengths != expected, row_lengths, -1))
+      checks.append(tf.debugging.Assert(tf.logical_not(bad), [tf.strings.format(
+          "pretraining records have " + name + " of length {}, but " + flag[name] + " is {}",
+          (found, expected))]))
+      out[name] = ragged
+    with tf.control_dependencies(checks):
+      batch = {name: tf.identity(ragged.to_tensor(shape=[None, lengths[name]]))
+               for name, ragged in out.items()}
+    return {k: tf.cast(v, tf.int32) if v.dtype == tf.int64 else v for k, v in batch.items()}
+
+  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+  if not masked:
+    ds = ds.map(lambda b: _apply_dynamic_masking(b, dynamic_masking, max_predictions_per_seq, seed),
+                num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.prefetch(tf.data.AUTOTUNE)
