@@ -423,3 +423,27 @@ class Pretrainer:
                                             if k != "global_step"})
       writer.close()
     return results
+
+
+def save_resolved_config(output_dir: str, name: str = "run_config.json", **sections) -> str:
+  """Writes the run's resolved configuration (dataclasses) as JSON into ``output_dir``.
+
+  An existing file with different content is kept as ``run_config.<n>.json`` (a resumed run
+  may change flags; the history stays readable). Returns the path written.
+  """
+  tf.io.gfile.makedirs(output_dir)
+  path = os.path.join(output_dir, name)
+  text = json.dumps({key: dataclasses.asdict(value) if dataclasses.is_dataclass(value)
+                     else value for key, value in sections.items()}, indent=2, sort_keys=True)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      if f.read() == text:
+        return path
+    n = 1
+    stem, ext = os.path.splitext(path)
+    while tf.io.gfile.exists(f"{stem}.{n}{ext}"):
+      n += 1
+    tf.io.gfile.rename(path, f"{stem}.{n}{ext}")
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(text)
+  return path

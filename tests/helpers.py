@@ -47,3 +47,21 @@ def assert_all_close(actual, expected, atol, what=""):
   diff = max_abs_diff(actual, expected)
   assert diff <= atol, f"{what}: max |difference| {diff:.3g} > {atol:.3g}"
   return diff
+
+
+def write_pretraining_records(path, features) -> str:
+  """Writes features (dict of [N, ...] arrays, google's names) as google-format TFRecords:
+  int64 lists for ids/masks/positions/labels, a float list for masked_lm_weights."""
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    n = int(np.asarray(features["input_ids"]).shape[0])
+    for i in range(n):
+      feature = {}
+      for name, values in features.items():
+        row = np.asarray(values)[i].reshape(-1)
+        if name == "masked_lm_weights":
+          feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=row.tolist()))
+        else:
+          feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=row.tolist()))
+      example = tf.train.Example(features=tf.train.Features(feature=feature))
+      writer.write(example.SerializeToString())
+  return str(path)

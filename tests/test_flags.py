@@ -1,0 +1,62 @@
+"""Pretraining flags: google's names, short forms, the validator, the shipped recipes."""
+import glob
+import os
+
+from absl import app
+from absl import flags as absl_flags
+import pytest
+
+from flags import pretraining as pretraining_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REQUIRED = ["--bert_preset=tiny", "--vocab_size=100", "--input_file=x.tfrecord",
+            "--output_dir=/tmp/out", "--do_train"]
+
+
+def _parse(*args):
+  values = absl_flags.FlagValues()
+  pretraining_flags.define_pretraining_flags(values)
+  values(["run_pretraining.py", *args])
+  return values
+
+
+def test_short_forms_resolve_to_general_flags():
+  v = _parse(*REQUIRED, "--use_fp16", "--multi_gpu")
+  pretraining_flags.validate(v)
+  _, train, _ = pretraining_flags.to_configs(v)
+  assert train.dtype == "fp16"
+  from flags import common
+  assert common.resolved_distribution(v) == "mirrored"
+  v = _parse(*REQUIRED)
+  assert pretraining_flags.to_configs(v)[1].dtype == "fp32"
+
+
+def test_validator_lists_every_contradiction():
+  v = _parse("--bert_preset=tiny", "--vocab_size=100", "--output_dir=/tmp/o", "--do_train",
+             "--use_fp16", "--dtype=bf16", "--multi_gpu", "--distribution=one_device",
+             "--num_train_steps=10", "--num_warmup_steps=20", "--train_batch_size=10",
+             "--gradient_accumulation_steps=4", "--max_predictions_per_seq=200")
+  with pytest.raises(app.UsageError) as e:
+    pretraining_flags.validate(v)
+  message = str(e.value)
+  for expected in ("--use_fp16 contradicts --dtype=bf16", "--multi_gpu contradicts",
+                   "--input_file is required", "--num_warmup_steps (20)",
+                   "--train_batch_size (10) must be divisible",
+                   "--max_predictions_per_seq (200)"):
+    assert expected in message, (expected, message)
+  with pytest.raises(app.UsageError, match="--initial_loss_scale applies only to fp16"):
+    pretraining_flags.validate(_parse(*REQUIRED, "--initial_loss_scale=128"))
+
+
+@pytest.mark.parametrize("recipe", sorted(glob.glob(os.path.join(ROOT, "recipes", "*.flags"))),
+                         ids=os.path.basename)
+def test_recipes_parse_validate_and_fit_eight_replicas(recipe):
+  v = _parse(f"--flagfile={recipe}", "--bert_preset=large", "--vocab_size=30522",
+             "--input_file=data/*.tfrecord", "--output_dir=/tmp/out")
+  pretraining_flags.validate(v)
+  bert, train, opt = pretraining_flags.to_configs(v)
+  train.check_divisible(8)
+  assert opt.name == "lamb" and opt.decay_power == 0.5
+  phase2 = "phase2" in recipe
+  assert train.max_seq_length == (512 if phase2 else 128)
+  assert train.max_predictions_per_seq == (80 if phase2 else 20)
