@@ -58,6 +58,27 @@ class PretrainingDataConfig:
         raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
+def expand_file_patterns(file_patterns) -> list[str]:
+  """google's --input_file: globs and comma-separated lists (str or list of str) -> paths.
+
+  Raises FileNotFoundError naming a pattern that matches nothing.
+  """
+  import tensorflow as tf
+  if isinstance(file_patterns, str):
+    file_patterns = [file_patterns]
+  files = []
+  for pattern in file_patterns:
+    for p in str(pattern).split(","):
+      if p.strip():
+        matched = sorted(tf.io.gfile.glob(p.strip()))
+        if not matched:
+          raise FileNotFoundError(f"no files match input pattern {p.strip()!r}")
+        files.extend(matched)
+  if not files:
+    raise FileNotFoundError(f"no input files in {file_patterns!r}")
+  return files
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading the input: one sentence a line, blank lines between documents.
 
@@ -558,16 +579,7 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
     [batch, max_predictions_per_seq]; next_sentence_labels int32 [batch, 1].
   """
   import tensorflow as tf
-  if isinstance(file_patterns, str):
-    file_patterns = [file_patterns]
-  files = []
-  for pattern in file_patterns:
-    for p in str(pattern).split(","):
-      if p.strip():
-        matched = sorted(tf.io.gfile.glob(p.strip()))
-        if not matched:
-          raise FileNotFoundError(f"no files match input pattern {p.strip()!r}")
-        files.extend(matched)
+  files = expand_file_patterns(file_patterns)
   if input_context is not None and num_shards is not None:
     raise ValueError("pass either input_context or num_shards/shard_index, not both")
   if input_context is not None:
