@@ -473,8 +473,10 @@ class DynamicMasking:
                masked_lm_prob=masked_lm_prob)
 
 
-def _apply_dynamic_masking(batch, masking: DynamicMasking, max_predictions_per_seq, seed):
+def _apply_dynamic_masking(batch, random_seed, masking: DynamicMasking, max_predictions_per_seq):
+  """Masks one batch; ``random_seed``: int64 [2] from a rerandomizing Dataset.random."""
   import tensorflow as tf
+  seeds = tf.random.experimental.stateless_split(random_seed, 3)
   ids = batch["input_ids"]  # [B, S] int32
   shape = tf.shape(ids)
   candidate = tf.cast(batch["input_mask"], tf.bool)
@@ -487,7 +489,7 @@ def _apply_dynamic_masking(batch, masking: DynamicMasking, max_predictions_per_s
   num_to_predict = tf.minimum(num_to_predict,
                               tf.reduce_sum(tf.cast(candidate, tf.int32), axis=1))
   # A random order of the candidates: the first num_to_predict are masked.
-  scores = tf.where(candidate, tf.random.uniform(tf.shape(ids), seed=seed), -1.0)
+  scores = tf.where(candidate, tf.random.stateless_uniform(tf.shape(ids), seeds[0]), -1.0)
   _, order = tf.math.top_k(scores, k=max_predictions_per_seq)  # [B, P]
   slot = tf.range(max_predictions_per_seq)[tf.newaxis, :]
   valid = slot < num_to_predict[:, tf.newaxis]  # [B, P]
@@ -496,9 +498,9 @@ def _apply_dynamic_masking(batch, masking: DynamicMasking, max_predictions_per_s
   valid = positions < shape[1]
   positions = tf.where(valid, positions, 0)
   labels = tf.where(valid, tf.gather(ids, positions, batch_dims=1), 0)
-  action = tf.random.uniform(tf.shape(positions), seed=None if seed is None else seed + 1)
-  random_ids = tf.random.uniform(tf.shape(positions), 0, masking.vocab_size, tf.int32,
-                                 seed=None if seed is None else seed + 2)
+  action = tf.random.stateless_uniform(tf.shape(positions), seeds[1])
+  random_ids = tf.random.stateless_uniform(tf.shape(positions), seeds[2], 0, masking.vocab_size,
+                                           tf.int32)
   replacement = tf.where(action < 0.8, masking.mask_id,
                          tf.where(action < 0.9, random_ids, labels))
   rows = tf.broadcast_to(tf.range(shape[0])[:, tf.newaxis], tf.shape(positions))
@@ -642,6 +644,10 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
 
   ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
   if not masked:
-    ds = ds.map(lambda b: _apply_dynamic_masking(b, dynamic_masking, max_predictions_per_seq, seed),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    # Seeds from a dataset that draws a new sequence on every pass (and every new iterator),
+    # so each epoch sees new masks, reproducibly for a given ``seed``.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds)).map(
+        lambda b, s: _apply_dynamic_masking(b, s, dynamic_masking, max_predictions_per_seq),
+        num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,272 @@
+"""create_pretraining_data against Model Garden's reference, the TFRecord reader, dynamic
+masking, vocab learning, the sentence splitter and the demo data builder."""
+import os
+import random
+import subprocess
+import sys
+
+import bert_tf  # noqa: F401  (before tensorflow: selects Keras 2)
+import numpy as np
+import pytest
+import tensorflow as tf
+from official.nlp.data import create_pretraining_data as reference
+from official.nlp.tools import tokenization as reference_tokenization
+
+from bert_tf import tokenization, vocab as vocab_lib
+from bert_tf.data import demo, pretraining, text
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEQ, PREDS = 64, 10
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+  root = tmp_path_factory.mktemp("pretraining")
+  docs = text.demo_documents()[:60]
+  text.write_documents(docs, str(root / "corpus.txt"))
+  vocab = vocab_lib.build_vocab([s for d in docs for s in d], 3000)
+  vocab_lib.write_vocab(vocab, str(root / "vocab.txt"))
+  return root
+
+
+def _records(path):
+  return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+
+
+def _reference_records(root, name, seed, whole_word, dupe_factor=2):
+  tok = reference_tokenization.FullTokenizer(str(root / "vocab.txt"), do_lower_case=True)
+  tok.wordpiece_tokenizer.max_input_chars_per_word = tokenization.MAX_CHARS_PER_WORD
+  instances = reference.create_training_instances(
+      [str(root / "corpus.txt")], tok, reference.get_processor_text_fn(False, True), SEQ,
+      dupe_factor, 0.1, 0.15, PREDS, random.Random(seed), whole_word)
+  out = str(root / name)
+  reference.write_instance_to_example_files(instances, tok, SEQ, PREDS, [out], False, False)
+  return out
+
+
+def _ours(root, name, seed, whole_word, num_workers=1, documents_per_chunk=20000,
+          dupe_factor=2, preds=PREDS, shards=1):
+  config = pretraining.PretrainingDataConfig(
+      max_seq_length=SEQ, max_predictions_per_seq=preds, random_seed=seed,
+      dupe_factor=dupe_factor, do_whole_word_mask=whole_word, num_workers=num_workers,
+      documents_per_chunk=documents_per_chunk)
+  outs = [str(root / f"{name}-{i}") for i in range(shards)]
+  tokenizer = tokenization.BertTokenizer(str(root / "vocab.txt"))
+  stats = pretraining.create_pretraining_data([str(root / "corpus.txt")], outs, tokenizer, config)
+  return outs, stats
+
+
+@pytest.mark.parametrize("whole_word", [False, True], ids=["token", "whole_word"])
+def test_identical_to_reference_in_one_chunk(corpus, whole_word):
+  """Same seed, one chunk, one worker: record for record what Model Garden's script writes."""
+  expected = _records(_reference_records(corpus, f"ref-{whole_word}", 7, whole_word))
+  (ours,), stats = _ours(corpus, f"ours-{whole_word}", 7, whole_word)
+  got = _records(ours)
+  assert stats["instances"] == len(expected) > 100
+  assert got == expected
+
+
+def _statistics(paths):
+  ids, mask, pos, lab, weights, nsp = [], [], [], [], [], []
+  for ex in (e for p in paths for e in _records(p)):
+    f = ex.features.feature
+    ids.append(f["input_ids"].int64_list.value)
+    mask.append(f["input_mask"].int64_list.value)
+    pos.append(f["masked_lm_positions"].int64_list.value)
+    lab.append(f["masked_lm_ids"].int64_list.value)
+    weights.append(f["masked_lm_weights"].float_list.value)
+    nsp.append(f["next_sentence_labels"].int64_list.value[0])
+  ids, mask, pos, lab, weights = map(np.array, (ids, mask, pos, lab, weights))
+  real = weights > 0
+  at_pos = np.take_along_axis(ids, pos, axis=1)[real]
+  labels = lab[real]
+  return {"instances": len(nsp), "random_next": np.mean(nsp), "length": mask.sum(1).mean(),
+          "short": np.mean(mask.sum(1) < SEQ * 0.8), "masked_per_token": real.sum() / mask.sum(),
+          "mask_token": np.mean(at_pos == 4), "kept": np.mean(at_pos == labels),
+          "n_masked": real.sum()}
+
+
+def test_statistics_match_reference_with_parallel_chunks(corpus):
+  """2 workers, chunks of 15 documents, another seed: the same distribution as the reference."""
+  ref = _statistics([_reference_records(corpus, "ref-stats", 1, False, dupe_factor=4)])
+  outs, stats = _ours(corpus, "ours-stats", 2, False, num_workers=2, documents_per_chunk=15,
+                      dupe_factor=4, shards=3)
+  ours = _statistics(outs)
+  assert stats["documents"] == 60
+  assert abs(ours["instances"] - ref["instances"]) < 0.08 * ref["instances"]
+  n = min(ref["n_masked"], ours["n_masked"])
+  for key, p, count in (("random_next", 0.5, ref["instances"]), ("mask_token", 0.8, n),
+                        ("kept", 0.1, n), ("short", ref["short"], ref["instances"])):
+    sigma = np.sqrt(2 * p * (1 - p) / count)  # difference of two binomial proportions
+    assert abs(ours[key] - ref[key]) < 4 * sigma + 1e-9, (key, ours[key], ref[key])
+  assert abs(ours["masked_per_token"] - ref["masked_per_token"]) < 0.01
+  assert abs(ours["length"] - ref["length"]) < 0.05 * ref["length"]
+
+
+def test_reader_batches(corpus):
+  outs, stats = _ours(corpus, "read", 3, False, shards=2)
+  raw = [e for p in outs for e in _records(p)]
+  ds = pretraining.make_pretraining_dataset(",".join(outs), 8, SEQ, PREDS, is_training=False)
+  batches = list(ds)
+  assert sum(int(b["input_ids"].shape[0]) for b in batches) == stats["instances"] == len(raw)
+  b = batches[0]
+  assert {k: (v.dtype, v.shape.as_list()) for k, v in b.items()} == {
+      "input_ids": (tf.int32, [8, SEQ]), "input_mask": (tf.int32, [8, SEQ]),
+      "segment_ids": (tf.int32, [8, SEQ]), "masked_lm_positions": (tf.int32, [8, PREDS]),
+      "masked_lm_ids": (tf.int32, [8, PREDS]), "masked_lm_weights": (tf.float32, [8, PREDS]),
+      "next_sentence_labels": (tf.int32, [8, 1])}
+  first = raw[0].features.feature  # interleave takes file 0's first record first
+  assert b["input_ids"][0].numpy().tolist() == list(first["input_ids"].int64_list.value)
+  # Sharding by file: two shards are disjoint and cover everything.
+  shards = [list(pretraining.make_pretraining_dataset(outs, 1000, SEQ, PREDS, False,
+                                                      num_shards=2, shard_index=i))
+            for i in range(2)]
+  assert [sum(int(x["input_ids"].shape[0]) for x in s) for s in shards] == [
+      len(_records(outs[0])), len(_records(outs[1]))]
+  context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
+  via_context = list(pretraining.make_pretraining_dataset(outs, 1000, SEQ, PREDS, False,
+                                                          input_context=context))
+  assert via_context[0]["input_ids"].numpy().tolist() == shards[1][0]["input_ids"].numpy().tolist()
+  # Training: repeats, shuffles, fixed batch shape.
+  train = pretraining.make_pretraining_dataset(outs, 16, SEQ, PREDS, True, seed=1)
+  for batch in train.take(3):
+    assert batch["input_ids"].shape == (16, SEQ)
+
+
+def test_reader_shape_mismatch_names_both_values(corpus):
+  outs, _ = _ours(corpus, "shape", 3, False, dupe_factor=1)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"input_ids of length 64.*--max_seq_length is 128"):
+    next(iter(pretraining.make_pretraining_dataset(outs, 4, 128, PREDS, False)))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"masked_lm_\w+ of length 10.*--max_predictions_per_seq is 20"):
+    next(iter(pretraining.make_pretraining_dataset(outs, 4, SEQ, 20, False)))
+
+
+def test_corrupt_record_named_or_skipped_and_counted(corpus, tmp_path):
+  outs, _ = _ours(corpus, "corrupt", 3, False, dupe_factor=1, shards=2)
+  bad = tmp_path / "bad.tfrecord"
+  data = bytearray(open(outs[0], "rb").read())
+  data[len(data) // 2] ^= 0xFF
+  bad.write_bytes(bytes(data))
+  files = f"{bad},{outs[1]}"
+  with pytest.raises(tf.errors.InvalidArgumentError, match="corrupt TFRecord file .*bad.tfrecord"):
+    for _ in pretraining.make_pretraining_dataset(files, 4, SEQ, PREDS, False):
+      pass
+  counter = tf.Variable(0, dtype=tf.int64)
+  ds = pretraining.make_pretraining_dataset(files, 4, SEQ, PREDS, False, skip_corrupt=True,
+                                            corrupt_counter=counter)
+  n = sum(int(b["input_ids"].shape[0]) for b in ds)
+  assert int(counter.numpy()) == 1
+  assert len(_records(outs[1])) < n < len(_records(outs[0])) + len(_records(outs[1]))
+
+
+def test_dynamic_masking(corpus):
+  outs, _ = _ours(corpus, "unmasked", 5, False, dupe_factor=1, preds=0)
+  vocab = tokenization.load_vocab(str(corpus / "vocab.txt"))
+  masking = pretraining.DynamicMasking.from_vocab(vocab)
+  ds = pretraining.make_pretraining_dataset(outs, 64, SEQ, PREDS, False, dynamic_masking=masking,
+                                            seed=3)
+  plain = pretraining.make_pretraining_dataset(outs, 64, SEQ, 0, False)
+  masked_count = real = mask_hits = kept = 0
+  for b, p in zip(ds, plain):
+    ids, orig = b["input_ids"].numpy(), p["input_ids"].numpy()
+    pos, lab, w = (b[k].numpy() for k in ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights"))
+    for i in range(len(ids)):
+      k = int(w[i].sum())
+      assert np.all(np.diff(pos[i, :k]) > 0) and not np.any(w[i, k:])
+      assert np.all(lab[i, :k] == orig[i, pos[i, :k]])
+      assert not set(orig[i, pos[i, :k]]) & {vocab["[CLS]"], vocab["[SEP]"], 0}
+      unmasked = np.ones(SEQ, bool)
+      unmasked[pos[i, :k]] = False
+      assert np.all(ids[i, unmasked] == orig[i, unmasked])
+      mask_hits += np.sum(ids[i, pos[i, :k]] == vocab["[MASK]"])
+      kept += np.sum(ids[i, pos[i, :k]] == orig[i, pos[i, :k]])
+      masked_count += k
+      real += int(p["input_mask"][i].numpy().sum())
+  assert abs(masked_count / real - 0.15) < 0.02
+  assert abs(mask_hits / masked_count - 0.8) < 0.05
+  assert abs(kept / masked_count - 0.1) < 0.04
+  # Every pass draws new masks.
+  again = next(iter(ds))["masked_lm_positions"].numpy()
+  assert not np.array_equal(again, next(iter(ds))["masked_lm_positions"].numpy())
+
+
+def test_bad_inputs_name_the_file(corpus, tmp_path):
+  tokenizer = tokenization.BertTokenizer(str(corpus / "vocab.txt"))
+  config = pretraining.PretrainingDataConfig(num_workers=1)
+  with pytest.raises(FileNotFoundError, match="nope.txt"):
+    pretraining.create_pretraining_data([str(tmp_path / "nope.txt")], [str(tmp_path / "o")],
+                                        tokenizer, config)
+  with pytest.raises(FileNotFoundError, match=r"no files match input pattern .*\*.missing"):
+    pretraining.expand_file_patterns(str(tmp_path / "*.missing"))
+  (tmp_path / "v.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nword\n")
+  with pytest.raises(ValueError, match=r"v.txt.*\[MASK\]"):
+    pretraining.create_pretraining_data([str(corpus / "corpus.txt")], [str(tmp_path / "o")],
+                                        tokenization.BertTokenizer(str(tmp_path / "v.txt")), config)
+  with pytest.raises(ValueError, match="max_seq_length"):
+    pretraining.PretrainingDataConfig(max_seq_length=3)
+
+
+def test_build_vocab(corpus):
+  vocab = [line.rstrip("\n") for line in open(corpus / "vocab.txt", encoding="utf-8")]
+  assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+  assert len(vocab) == len(set(vocab)) <= 3000
+  tok = tokenization.BertTokenizer(str(corpus / "vocab.txt"))
+  lines = [s for d in text.demo_documents()[:60] for s in d]
+  ids = [i for row in tok.encode_batch(lines) for i in row]
+  assert ids.count(tok.vocab["[UNK]"]) < 0.001 * len(ids)
+  assert len(ids) < 1.6 * sum(len(line.split()) for line in lines)
+
+
+def test_sentence_splitter_and_documents():
+  assert text.split_sentences("Dr. Smith arrived at 3 p.m. today. He left!  Was it e.g. "
+                              "Python 3.11? Yes.\n\"Quoted.\" Next one") == [
+      "Dr. Smith arrived at 3 p.m. today.", "He left!", "Was it e.g. Python 3.11?", "Yes.",
+      "\"Quoted.\"", "Next one"]
+  docs = text.text_to_documents("One. Two.\n\nThree. Four.\n", document_per="paragraph")
+  assert docs == [["One.", "Two."], ["Three.", "Four."]]
+  assert text.text_to_documents("One. Two.\n\nThree.") == [["One.", "Two.", "Three."]]
+  assert "".join(text.format_documents(docs)) == "One.\nTwo.\n\nThree.\nFour.\n\n"
+  demo_docs = text.demo_documents()
+  assert len(demo_docs) > 150 and sum(map(len, demo_docs)) > 2500
+  assert all(len(d) >= 2 and all(s.strip() and "\n" not in s for s in d) for d in demo_docs)
+
+
+def test_prepare_demo_data_is_idempotent(tmp_path):
+  settings = demo.DemoSettings(vocab_size=2000, max_seq_length=64, max_predictions_per_seq=8,
+                               dupe_factor=1, num_shards=2)
+  first = demo.prepare_demo_data(str(tmp_path), settings, num_workers=1)
+  assert not first["reused"] and first["counts"]["train_instances"] > 500
+  for group in first["paths"].values():
+    assert all(os.path.exists(p) for p in group)
+  mtime = os.path.getmtime(first["paths"]["vocab"][0])
+  again = demo.prepare_demo_data(str(tmp_path), settings)
+  assert again["reused"] and os.path.getmtime(first["paths"]["vocab"][0]) == mtime
+  with pytest.raises(FileExistsError, match="other settings"):
+    demo.prepare_demo_data(str(tmp_path), demo.DemoSettings(vocab_size=1000))
+  batch = next(iter(pretraining.make_pretraining_dataset(
+      first["paths"]["train"], 4, 64, 8, is_training=True, seed=0)))
+  assert batch["input_ids"].shape == (4, 64)
+  # A stray output without settings.json is never overwritten silently.
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / "vocab.txt").write_text("mine\n")
+  with pytest.raises(FileExistsError, match="vocab.txt"):
+    demo.prepare_demo_data(str(other), settings)
+  assert (other / "vocab.txt").read_text() == "mine\n"
+
+
+def test_create_pretraining_data_cli(corpus, tmp_path):
+  outs = [str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]
+  cmd = [sys.executable, os.path.join(REPO, "create_pretraining_data.py"),
+         f"--input_file={corpus / 'corpus.txt'}", f"--output_file={','.join(outs)}",
+         f"--vocab_file={corpus / 'vocab.txt'}", "--do_lower_case", f"--max_seq_length={SEQ}",
+         f"--max_predictions_per_seq={PREDS}", "--dupe_factor=1", "--num_workers=2",
+         "--random_seed=7"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  counts = [len(_records(p)) for p in outs]
+  assert min(counts) > 0 and abs(counts[0] - counts[1]) <= 1
+  bad = subprocess.run(cmd[:2] + [f"--input_file={tmp_path / 'missing.txt'}"] + cmd[3:],
+                       capture_output=True, text=True, timeout=180, cwd=REPO)
+  assert bad.returncode != 0 and "missing.txt" in bad.stderr
