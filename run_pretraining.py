@@ -45,7 +45,9 @@ def main(_):
     tf.config.experimental.enable_op_determinism()
   distribution.split_cpu(FLAGS.cpu_devices)
   bert_config, train_config, optimizer_config = pretraining_flags.to_configs(FLAGS)
-  runtime = distribution.make_runtime(common_flags.resolved_distribution(FLAGS))
+  runtime = distribution.make_runtime(common_flags.resolved_distribution(FLAGS),
+                                      collective=FLAGS.collective,
+                                      horovod_fp16_compression=FLAGS.horovod_fp16_compression)
   if runtime.is_chief:
     path = training.save_resolved_config(
         train_config.output_dir, bert_config=bert_config, train=train_config,

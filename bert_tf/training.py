@@ -13,8 +13,12 @@ on the same global batch" and "K x B accumulated = one batch of K*B" hold to rou
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import json
 import os
+import shutil
+import sys
+import threading
 import time
 from typing import Callable, Optional
 
@@ -52,6 +56,7 @@ class TrainConfig:
   initial_loss_scale: float = 2.0 ** 15  # fp16: dynamic loss scale to start from
   eval_batch_size: int = 8
   max_eval_steps: int = 100
+  stall_timeout_secs: float = 1800.0   # no loop call finished for this long: dump stacks, exit
 
   def micro_batch_size(self, num_replicas: int) -> int:
     return self.train_batch_size // (num_replicas * self.gradient_accumulation_steps)
@@ -97,6 +102,44 @@ class MetricsWriter:
     if self.enabled:
       self._jsonl.close()
       self._summary.close()
+
+
+class StallWatchdog:
+  """Exits the process when training stops making progress, instead of hanging forever.
+
+  A collective waiting on a dead or frozen peer can block indefinitely; the engines' own
+  detection (MWMS health checks, horovodrun's process monitoring) usually ends the job first,
+  and this is the backstop. ``ping()`` after every loop call; if none comes within the
+  timeout (three times longer for the first call, which traces the graph), every thread's
+  stack is dumped to stderr and the process exits with ``EXIT_CODE``.
+  """
+
+  EXIT_CODE = 75
+
+  def __init__(self, timeout_secs: float, what: str = "training step"):
+    self.timeout = timeout_secs
+    self.what = what
+    self._deadline = time.monotonic() + 3 * timeout_secs
+    self._stop = threading.Event()
+    self._thread = None
+    if timeout_secs > 0:
+      self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
+      self._thread.start()
+
+  def ping(self):
+    self._deadline = time.monotonic() + self.timeout
+
+  def stop(self):
+    self._stop.set()
+
+  def _watch(self):
+    while not self._stop.wait(1.0):
+      if time.monotonic() > self._deadline:
+        sys.stderr.write(f"\n[watchdog] no {self.what} finished within {self.timeout:.0f}s "
+                         "(a dead or stalled peer?). Stacks of all threads:\n")
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(self.EXIT_CODE)  # a hung collective cannot be unwound; leave now
 
 
 def _format_eta(seconds: float) -> str:
@@ -190,7 +233,7 @@ class Pretrainer:
     k_steps = cfg.gradient_accumulation_steps
     global_examples = float(cfg.train_batch_size)
     variables = self.model.trainable_variables
-    replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+    replica_id = self.runtime.replica_index()
     # Global normalisers, known before any forward pass: every micro-batch and replica divides
     # by the same numbers, so the summed gradients are those of the global-batch loss.
     mlm_weight_total = self.runtime.all_reduce_sum(
@@ -293,6 +336,7 @@ class Pretrainer:
     if self._train_loop is None:
       self._train_loop = self._make_train_loop()
     writer = MetricsWriter(cfg.output_dir, self.runtime.is_chief)
+    watchdog = StallWatchdog(cfg.stall_timeout_secs)
     examples_per_step = cfg.train_batch_size
     tokens_per_step = cfg.train_batch_size * cfg.max_seq_length
     step, metrics = start, {}
@@ -310,6 +354,7 @@ class Pretrainer:
         began = time.perf_counter()
         values = self._train_loop(iterator, tf.constant(n)).numpy()
         elapsed = time.perf_counter() - began
+        watchdog.ping()
         step = int(self.global_step.numpy())
         if warmup_done:  # the first call includes tracing: excluded from the speed figures
           timed_steps += n
@@ -329,6 +374,7 @@ class Pretrainer:
         if step % cfg.save_checkpoints_steps == 0 or step >= target:
           self._save(step)
     finally:
+      watchdog.stop()
       writer.close()
     if step >= cfg.num_train_steps:
       self.export_encoder()
@@ -355,14 +401,26 @@ class Pretrainer:
 
   def _save(self, step: int):
     if self.runtime.is_chief:
+      # CheckpointManager writes the data and index files first and then atomically replaces
+      # the "checkpoint" state file: a crash mid-save leaves the previous checkpoint current.
       path = self.manager.save(checkpoint_number=step)
       logging.info("saved %s", path)
+    elif self.runtime.all_workers_save:
+      # MultiWorkerMirrored: saving may run collectives, so every worker saves; non-chief
+      # workers write to a scratch directory that is removed at once.
+      scratch = os.path.join(self.config.output_dir, f".worker_{self.runtime.worker_index}_tmp")
+      tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(step)
+      shutil.rmtree(scratch, ignore_errors=True)
 
   def export_encoder(self) -> Optional[str]:
     """Writes the encoder alone (TF2 checkpoint + bert_config.json) for fine-tuning."""
-    if not self.runtime.is_chief:
-      return None
     out = os.path.join(self.config.output_dir, "encoder")
+    if not self.runtime.is_chief:
+      if self.runtime.all_workers_save:
+        scratch = os.path.join(self.config.output_dir, f".worker_{self.runtime.worker_index}_tmp")
+        tf.train.Checkpoint(encoder=self.model.encoder).write(os.path.join(scratch, "encoder"))
+        shutil.rmtree(scratch, ignore_errors=True)
+      return None
     tf.io.gfile.makedirs(out)
     path = tf.train.Checkpoint(encoder=self.model.encoder).write(os.path.join(out, "encoder"))
     self.bert_config.to_json_file(os.path.join(out, "bert_config.json"))

@@ -37,6 +37,13 @@ def define_common_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_enum("distribution", None, list(distribution.DISTRIBUTIONS),
                 "How to spread the work (default one_device).")
   f.DEFINE_bool("multi_gpu", False, "Short form of --distribution=mirrored: all local GPUs.")
+  f.DEFINE_bool("use_horovod", False, "Short form of --distribution=horovod (launch with "
+                "horovodrun -np N ...; one device per process).")
+  f.DEFINE_enum("collective", "auto", list(distribution.COLLECTIVES), "multi_worker_mirrored "
+                "all-reduce implementation: ring (gRPC, CPU), nccl (GPU) or auto.")
+  f.DEFINE_bool("horovod_fp16_compression", False, "horovod: all-reduce gradients in float16.")
+  f.DEFINE_float("stall_timeout_secs", 1800.0, "If no training loop call finishes for this "
+                 "long (a dead or frozen peer), dump all stacks and exit non-zero (0: off).")
   f.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices, so that "
                    "--multi_gpu runs on a machine without GPUs (for trying things out).")
   f.DEFINE_enum("recompute", "none", list(RECOMPUTE_MODES), "Activation recompute: none; "
@@ -55,7 +62,9 @@ def resolved_dtype(flag_values) -> str:
 
 
 def resolved_distribution(flag_values) -> str:
-  return flag_values.distribution or ("mirrored" if flag_values.multi_gpu else "one_device")
+  v = flag_values
+  return v.distribution or ("horovod" if v.use_horovod else
+                            "mirrored" if v.multi_gpu else "one_device")
 
 
 def validate_common(flag_values) -> list[str]:
@@ -67,6 +76,16 @@ def validate_common(flag_values) -> list[str]:
   if v.multi_gpu and v.distribution not in (None, "mirrored"):
     problems.append(f"--multi_gpu contradicts --distribution={v.distribution} (--multi_gpu "
                     "means --distribution=mirrored)")
+  if v.use_horovod and v.distribution not in (None, "horovod"):
+    problems.append(f"--use_horovod contradicts --distribution={v.distribution}")
+  if v.use_horovod and v.multi_gpu:
+    problems.append("--use_horovod and --multi_gpu are two different backends; give one "
+                    "(under horovodrun each process drives one GPU)")
+  dist = resolved_distribution(v)
+  if v["collective"].present and dist != "multi_worker_mirrored":
+    problems.append(f"--collective applies to --distribution=multi_worker_mirrored, not {dist}")
+  if v.horovod_fp16_compression and dist != "horovod":
+    problems.append(f"--horovod_fp16_compression applies to --distribution=horovod, not {dist}")
   if bool(v.bert_config_file) == bool(v.bert_preset):
     problems.append("give exactly one of --bert_config_file and --bert_preset")
   if v.bert_preset and not v.vocab_size:

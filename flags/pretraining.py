@@ -94,7 +94,7 @@ def to_configs(v):
       keep_checkpoint_max=v.keep_checkpoint_max, seed=v.seed, use_xla=v.use_xla,
       max_consecutive_skips=v.max_consecutive_skips, min_loss_scale=v.min_loss_scale,
       initial_loss_scale=v.initial_loss_scale, eval_batch_size=v.eval_batch_size,
-      max_eval_steps=v.max_eval_steps)
+      max_eval_steps=v.max_eval_steps, stall_timeout_secs=v.stall_timeout_secs)
   bias_correction = {"auto": None, "true": True, "false": False}[v.bias_correction]
   optimizer_config = optimization.OptimizerConfig(
       name=v.optimizer, learning_rate=v.learning_rate, num_train_steps=v.num_train_steps,

@@ -1,0 +1,40 @@
+"""A training worker for the multi-process tests (MultiWorkerMirrored via TF_CONFIG, or Horovod
+under horovodrun). Usage: train_worker.py SPEC_JSON
+
+SPEC: {"distribution": ..., "initial_weights": npz, "features_seed": int, "runs": [{"name",
+"dtype", "steps", "output_dir", "epsilon", "learning_rate"}], "result_dir": dir}
+For each run: load the initial weights, train, and (chief only) save the weights to
+result_dir/<name>.npz with the last metrics.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import bert_tf  # noqa: E402,F401  (Keras 2 before tensorflow)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bert_tf import distribution  # noqa: E402
+from training_spec import build_trainer  # noqa: E402
+
+
+def main():
+  spec = json.loads(sys.argv[1])
+  runtime = distribution.make_runtime(spec["distribution"])
+  initial = dict(np.load(spec["initial_weights"]))
+  for run in spec["runs"]:
+    trainer = build_trainer(runtime, spec["features_seed"], **run)
+    trainer.model.set_weights([initial[f"w{i}"] for i in range(len(initial))])
+    metrics = trainer.train()
+    if runtime.is_chief:
+      weights = {f"w{i}": w for i, w in enumerate(trainer.model.get_weights())}
+      np.savez(os.path.join(spec["result_dir"], f"{run['name']}.npz"), **weights)
+      with open(os.path.join(spec["result_dir"], f"{run['name']}.json"), "w") as f:
+        json.dump({k: v for k, v in metrics.items() if not isinstance(v, str)}, f)
+  print(f"worker {runtime.worker_index} done", flush=True)
+
+
+if __name__ == "__main__":
+  main()
