@@ -1,0 +1,125 @@
+"""run_classifier.py's flags: google's names and meanings, plus this project's options."""
+from __future__ import annotations
+
+from absl import flags as absl_flags
+
+from bert_tf import finetuning, optimization
+from bert_tf.data import classifier as classifier_data
+from flags import common
+
+
+def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
+  common.define_common_flags(flag_values)
+  f = common._Definer(flag_values)
+  f.DEFINE_enum("task_name", None, list(classifier_data.TASK_NAMES), "The task to fine-tune.")
+  absl_flags.DEFINE_alias("task", "task_name", flag_values=flag_values)
+  f.DEFINE_string("data_dir", None, "The task's data: a GLUE task folder (glue_data/MRPC), or "
+                  "for XNLI the XNLI-1.0 folder, the XNLI-MT-1.0 folder or their parent.")
+  f.DEFINE_string("vocab_file", None, "vocab.txt the model was trained with.")
+  f.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
+  f.DEFINE_bool("do_train", False, "Fine-tune on the train split.")
+  f.DEFINE_bool("do_eval", False, "Evaluate on the dev split (--eval_split) -> eval_results.txt.")
+  f.DEFINE_bool("do_predict", False, "Predict the test split -> test_results.tsv.")
+  f.DEFINE_enum("eval_split", "dev", ["dev", "test"], "Split --do_eval scores (XNLI's test "
+                "file has labels).")
+  f.DEFINE_integer("train_batch_size", 32, "Examples per optimizer step (all replicas and "
+                   "accumulation micro-batches), or tokens with --batch_size_in_tokens.")
+  f.DEFINE_integer("eval_batch_size", 8, "Eval batch: examples, or tokens.")
+  f.DEFINE_integer("predict_batch_size", 8, "Predict batch: examples, or tokens.")
+  f.DEFINE_bool("batch_size_in_tokens", False, "Count the batch size flags in tokens (e.g. "
+                "--train_batch_size=72000): examples are bucketed by length and padded per "
+                "batch, not to --max_seq_length.")
+  f.DEFINE_float("learning_rate", 5e-5, "Peak learning rate (AdamW, google's schedule).")
+  f.DEFINE_float("num_train_epochs", 3.0, "Epochs (fractions allowed).")
+  f.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warm-up.")
+  f.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
+  f.DEFINE_float("clip_norm", 1.0, "Global-norm clipping (0: off).")
+  f.DEFINE_float("classifier_dropout", None, "Dropout before the classifier layer (default: "
+                 "the config's hidden_dropout_prob, as google).")
+  f.DEFINE_integer("save_checkpoints_steps", 1000, "Save a checkpoint every this many steps.")
+  f.DEFINE_integer("iterations_per_loop", 100, "Steps per compiled loop call and per log line.")
+  f.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept in --output_dir.")
+  f.DEFINE_string("xnli_language", "en", "XNLI training language(s): one (en = zero-shot "
+                  "cross-lingual), a comma list, or 'all' (translate-train, XNLI-MT-1.0).")
+  f.DEFINE_string("xnli_eval_languages", "all", "XNLI languages to evaluate, each reported "
+                  "alone: 'all' (every language in the file) or a comma list.")
+  f.DEFINE_bool("skip_malformed_rows", False, "Skip and count malformed rows (wrong column "
+                "count, unknown label, broken UTF-8) instead of failing at the first one.")
+  f.DEFINE_bool("cache_features", True, "Cache tokenised features in --output_dir/features.")
+  f.DEFINE_integer("max_consecutive_skips", 20, "Abort after this many consecutive steps with "
+                   "a non-finite loss or gradient (fp16 overflow skips included).")
+  f.DEFINE_float("initial_loss_scale", 2.0 ** 15, "fp16: initial dynamic loss scale.")
+
+
+def validate(v) -> None:
+  """The one place contradictory or impossible combinations are refused."""
+  from absl import app
+  problems = common.validate_common(v)
+  if not v.task_name:
+    problems.append(f"--task_name (or --task) is required: one of "
+                    f"{list(classifier_data.TASK_NAMES)}")
+  if not (v.do_train or v.do_eval or v.do_predict):
+    problems.append("at least one of --do_train, --do_eval or --do_predict must be given")
+  for name in ("data_dir", "vocab_file"):
+    if not getattr(v, name):
+      problems.append(f"--{name} is required")
+  for name in ("train_batch_size", "eval_batch_size", "predict_batch_size",
+               "save_checkpoints_steps", "iterations_per_loop", "keep_checkpoint_max"):
+    if getattr(v, name) < 1:
+      problems.append(f"--{name} must be >= 1, got {getattr(v, name)}")
+  if v.num_train_epochs <= 0:
+    problems.append(f"--num_train_epochs must be > 0, got {v.num_train_epochs}")
+  if not 0 <= v.warmup_proportion <= 1:
+    problems.append(f"--warmup_proportion must be in [0, 1], got {v.warmup_proportion}")
+  if v.batch_size_in_tokens:
+    # A micro-batch gets 1/(replicas x accumulation) of the train budget (replicas: main()).
+    shares = {"train_batch_size": v.gradient_accumulation_steps, "eval_batch_size": 1,
+              "predict_batch_size": 1}
+    for name, parts in shares.items():
+      if getattr(v, name) // parts < v.max_seq_length:
+        problems.append(check_token_budget(name, getattr(v, name), parts, v.max_seq_length))
+  elif v.train_batch_size % v.gradient_accumulation_steps:
+    problems.append(f"--train_batch_size ({v.train_batch_size}) must be divisible by "
+                    f"--gradient_accumulation_steps ({v.gradient_accumulation_steps})")
+  if v.task_name and v.task_name != "xnli" and (
+      v["xnli_language"].present or v["xnli_eval_languages"].present):
+    problems.append(f"--xnli_language / --xnli_eval_languages apply only to --task_name=xnli, "
+                    f"not {v.task_name}")
+  for name in ("xnli_language", "xnli_eval_languages"):
+    try:
+      if getattr(v, name) != "all":
+        classifier_data.parse_languages(getattr(v, name), f"--{name}")
+    except ValueError as e:
+      problems.append(str(e))
+  if common.resolved_dtype(v) != "fp16" and v["initial_loss_scale"].present:
+    problems.append("--initial_loss_scale applies only to fp16 (loss scaling is off for "
+                    f"{common.resolved_dtype(v)})")
+  if problems:
+    raise app.UsageError("invalid flags:\n  " + "\n  ".join(problems))
+
+
+def check_token_budget(name: str, tokens: int, parts: int, max_seq_length: int) -> str:
+  return (f"--batch_size_in_tokens: --{name}={tokens} tokens split into {parts} micro-batch(es) "
+          f"leaves {tokens // parts} per micro-batch, less than --max_seq_length="
+          f"{max_seq_length}: a longest example would not fit")
+
+
+def to_configs(v):
+  """Flags -> (BertConfig, FinetuneConfig, OptimizerConfig), once, in main()."""
+  bert_config = common.bert_config_from_flags(v)
+  config = finetuning.FinetuneConfig(
+      output_dir=v.output_dir, train_batch_size=v.train_batch_size,
+      eval_batch_size=v.eval_batch_size, predict_batch_size=v.predict_batch_size,
+      batch_size_in_tokens=v.batch_size_in_tokens, max_seq_length=v.max_seq_length,
+      num_train_epochs=v.num_train_epochs, warmup_proportion=v.warmup_proportion,
+      gradient_accumulation_steps=v.gradient_accumulation_steps,
+      dtype=common.resolved_dtype(v), recompute=v.recompute,
+      iterations_per_loop=v.iterations_per_loop, save_checkpoints_steps=v.save_checkpoints_steps,
+      keep_checkpoint_max=v.keep_checkpoint_max, seed=v.seed, use_xla=v.use_xla,
+      initial_loss_scale=v.initial_loss_scale, max_consecutive_skips=v.max_consecutive_skips,
+      classifier_dropout=v.classifier_dropout)
+  # google's run_classifier: AdamW, no bias correction; steps filled in from the data.
+  optimizer_config = optimization.OptimizerConfig(
+      name="adamw", learning_rate=v.learning_rate, num_train_steps=1, num_warmup_steps=0,
+      weight_decay_rate=v.weight_decay_rate, clip_norm=v.clip_norm)
+  return bert_config, config, optimizer_config
