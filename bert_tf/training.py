@@ -56,6 +56,7 @@ class TrainConfig:
   initial_loss_scale: float = 2.0 ** 15  # fp16: dynamic loss scale to start from
   eval_batch_size: int = 8
   max_eval_steps: int = 100
+  eval_every_steps: int = 0            # also evaluate during training (at checkpoint steps)
   stall_timeout_secs: float = 1800.0   # no loop call finished for this long: dump stacks, exit
 
   def micro_batch_size(self, num_replicas: int) -> int:
@@ -373,6 +374,12 @@ class Pretrainer:
         self._check_health(values, metrics)
         if step % cfg.save_checkpoints_steps == 0 or step >= target:
           self._save(step)
+        if (cfg.eval_every_steps and self.eval_dataset_fn is not None
+            and step % cfg.eval_every_steps == 0):
+          results = self.evaluate()
+          logging.info("eval at step %d: masked_lm_accuracy %.4f, next_sentence_accuracy %.4f",
+                       step, results["masked_lm_accuracy"], results["next_sentence_accuracy"])
+          watchdog.ping()
     finally:
       watchdog.stop()
       writer.close()

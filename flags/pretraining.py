@@ -26,6 +26,9 @@ def define_pretraining_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_integer("save_checkpoints_steps", 1000, "Save a checkpoint every this many steps.")
   f.DEFINE_integer("iterations_per_loop", 100, "Steps per compiled loop call and per log line.")
   f.DEFINE_integer("max_eval_steps", 100, "Maximum eval batches.")
+  f.DEFINE_integer("eval_every_steps", 0, "With --do_train: also evaluate on "
+                   "--eval_input_file every this many steps (a multiple of "
+                   "--save_checkpoints_steps; 0: only at the end with --do_eval).")
   f.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept in --output_dir.")
   f.DEFINE_enum("optimizer", "adamw", list(optimization.OPTIMIZERS),
                 "adamw: google's AdamWeightDecay; lamb: LAMB (You et al.).")
@@ -72,6 +75,9 @@ def validate(v) -> None:
   if v.train_batch_size % v.gradient_accumulation_steps:
     problems.append(f"--train_batch_size ({v.train_batch_size}) must be divisible by "
                     f"--gradient_accumulation_steps ({v.gradient_accumulation_steps})")
+  if v.eval_every_steps and v.eval_every_steps % v.save_checkpoints_steps:
+    problems.append(f"--eval_every_steps ({v.eval_every_steps}) must be a multiple of "
+                    f"--save_checkpoints_steps ({v.save_checkpoints_steps})")
   if v.dynamic_masking and not v.vocab_file:
     problems.append("--dynamic_masking needs --vocab_file")
   if common.resolved_dtype(v) != "fp16" and v["initial_loss_scale"].present:
@@ -94,7 +100,8 @@ def to_configs(v):
       keep_checkpoint_max=v.keep_checkpoint_max, seed=v.seed, use_xla=v.use_xla,
       max_consecutive_skips=v.max_consecutive_skips, min_loss_scale=v.min_loss_scale,
       initial_loss_scale=v.initial_loss_scale, eval_batch_size=v.eval_batch_size,
-      max_eval_steps=v.max_eval_steps, stall_timeout_secs=v.stall_timeout_secs)
+      max_eval_steps=v.max_eval_steps, stall_timeout_secs=v.stall_timeout_secs,
+      eval_every_steps=v.eval_every_steps)
   bias_correction = {"auto": None, "true": True, "false": False}[v.bias_correction]
   optimizer_config = optimization.OptimizerConfig(
       name=v.optimizer, learning_rate=v.learning_rate, num_train_steps=v.num_train_steps,
