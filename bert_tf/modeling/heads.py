@@ -46,12 +46,17 @@ class MaskedLMHead(tf_keras.layers.Layer):
 
   def call(self, sequence_output, masked_lm_positions):
     """-> float32 logits [batch_size, max_predictions_per_seq, vocab_size]."""
+    vocab_size, hidden_size = self.embedding_table.shape
+    batch, predictions = tf.shape(masked_lm_positions)[0], tf.shape(masked_lm_positions)[1]
     x = gather_positions(sequence_output, masked_lm_positions)
     x = self._activation(self.transform(x))
     x = tf.cast(self.layer_norm(tf.cast(x, tf.float32)), self.compute_dtype)
     table = tf.cast(self.embedding_table, self.compute_dtype)
-    logits = tf.matmul(x, table, transpose_b=True)
-    return tf.cast(logits, tf.float32) + self.output_bias
+    # A rank-2 product [B*P, H] x [V, H]^T: with [B, P, H] it would be a broadcasting batched
+    # matmul whose gradient for the table materialises [B, V, H] and then sums it over B.
+    logits = tf.matmul(tf.reshape(x, [-1, hidden_size]), table, transpose_b=True)
+    logits = tf.nn.bias_add(tf.cast(logits, tf.float32), self.output_bias)
+    return tf.reshape(logits, [batch, predictions, vocab_size])
 
 
 class _LinearHead(tf_keras.layers.Layer):

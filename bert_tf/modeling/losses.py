@@ -16,17 +16,18 @@ def pretraining_losses(mlm_logits, nsp_logits, masked_lm_ids, masked_lm_weights,
     the MLM mean (``masked_lm_numerator``, ``masked_lm_denominator``) so a distributed step can
     normalise by the global count.
   """
-  log_probs = tf.nn.log_softmax(tf.cast(mlm_logits, tf.float32), axis=-1)
-  ids = tf.cast(masked_lm_ids, tf.int32)
-  per_prediction = -tf.gather(log_probs, ids[..., tf.newaxis], batch_dims=2)[..., 0]
+  # The fused op is -log_softmax(logits)[id], computed and differentiated in one pass over the
+  # [B, P, V] logits (gathering from log_softmax would scatter a dense [B, P, V] gradient).
+  per_prediction = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=tf.cast(masked_lm_ids, tf.int32), logits=tf.cast(mlm_logits, tf.float32))
   weights = tf.cast(masked_lm_weights, tf.float32)
   numerator = tf.reduce_sum(weights * per_prediction)
   denominator = tf.reduce_sum(weights) + 1e-5  # google's epsilon: no NaN on an empty batch
   mlm_loss = numerator / denominator
 
-  nsp_log_probs = tf.nn.log_softmax(tf.cast(nsp_logits, tf.float32), axis=-1)
   labels = tf.reshape(tf.cast(next_sentence_labels, tf.int32), [-1])
-  nsp_per_example = -tf.gather(nsp_log_probs, labels[:, tf.newaxis], batch_dims=1)[:, 0]
+  nsp_per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=labels, logits=tf.cast(nsp_logits, tf.float32))
   nsp_loss = tf.reduce_mean(nsp_per_example)
   return {"loss": mlm_loss + nsp_loss, "masked_lm_loss": mlm_loss,
           "next_sentence_loss": nsp_loss, "masked_lm_numerator": numerator,
