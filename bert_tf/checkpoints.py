@@ -220,7 +220,9 @@ def restore_weights(path: str, model) -> str:
     raise CheckpointMismatchError(
         f"{prefix}: neither a google BERT checkpoint (bert/...) nor one of ours (model/... or "
         f"encoder/...); first names: {names[:5]}")
-  status = root.restore(prefix)
+  # read(), not restore(): restore() would also expect the root's save counter, which
+  # Checkpoint.write() (our encoder export) does not store.
+  status = root.read(prefix)
   status.expect_partial()  # optimizer slots and step counters are not wanted here
   try:
     status.assert_existing_objects_matched()  # every variable of `root` came from the file

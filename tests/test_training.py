@@ -225,3 +225,25 @@ def test_evaluate_writes_google_eval_results(tmp_path):
   assert keys == sorted(["global_step", "loss", "masked_lm_accuracy", "masked_lm_loss",
                          "next_sentence_accuracy", "next_sentence_loss"])
   assert 0.0 <= results["masked_lm_accuracy"] <= 1.0 and results["global_step"] == 2
+
+
+def test_phase_two_starts_from_phase_one_weights_with_its_own_schedule(tmp_path):
+  """--init_checkpoint=<phase 1 output_dir>: weights only; step, slots and schedule restart."""
+  from bert_tf import checkpoints
+  phase1 = _trainer(tmp_path, "phase1", steps=2)
+  phase1.train()
+  phase2 = _trainer(tmp_path, "phase2", steps=3)
+  assert phase2.restore_or_initialize(init_checkpoint=str(tmp_path / "phase1")) == 0
+  for a, b in zip(_weights(phase1), _weights(phase2)):
+    np.testing.assert_array_equal(a, b)
+  assert int(phase2.inner_optimizer.iterations.numpy()) == 0
+  assert phase2.learning_rate() == 0.0  # warm-up restarts at step 0
+  # A google TF1 checkpoint and our encoder-only export work as --init_checkpoint too.
+  google = checkpoints.export_google_checkpoint(phase1.model, phase1.bert_config,
+                                                str(tmp_path / "google"))
+  for path, kind in ((google, "google"), (str(tmp_path / "phase1" / "encoder"), "encoder")):
+    target = _trainer(tmp_path, f"from_{kind}", steps=1)
+    assert checkpoints.restore_weights(path, target.model) == kind
+    encoder_vars = len(target.model.encoder.trainable_variables)
+    for a, b in zip(_weights(phase1)[:encoder_vars], _weights(target)[:encoder_vars]):
+      np.testing.assert_array_equal(a, b)
