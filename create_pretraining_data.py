@@ -15,8 +15,6 @@ from absl import app
 from absl import flags as absl_flags
 from absl import logging
 
-from bert_tf import tokenization
-from bert_tf.data import pretraining
 from flags import data as data_flags
 
 data_flags.define_create_pretraining_data_flags()
@@ -26,6 +24,10 @@ FLAGS = absl_flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Imported here, not at the top: the worker processes (spawned) re-import this module, and
+  # should not pay for TensorFlow, which only this parent process uses.
+  from bert_tf import tokenization
+  from bert_tf.data import pretraining
   config = pretraining.PretrainingDataConfig(
       max_seq_length=FLAGS.max_seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,
       random_seed=FLAGS.random_seed, dupe_factor=FLAGS.dupe_factor,
