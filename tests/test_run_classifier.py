@@ -1,0 +1,60 @@
+"""run_classifier.py end to end in subprocesses (hard timeouts): XNLI on the sample with
+token batches, eval and predict; bad rows and contradictory flags fail clearly."""
+import os
+import subprocess
+import sys
+
+from classifier_helpers import tiny_classifier_config, write_glue_task, write_xnli_sample
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, timeout=240):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "run_classifier.py"), *args],
+                        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def _model(tmp_path, vocab_size=256):
+  path = tmp_path / "bert_config.json"
+  tiny_classifier_config(vocab_size, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0).to_json_file(path)
+  return f"--bert_config_file={path}"
+
+
+def test_xnli_on_the_sample_trains_evaluates_and_predicts(tmp_path):
+  paths = write_xnli_sample(tmp_path / "xnli", train=1000, evals=30, languages=("en", "de"))
+  out = tmp_path / "out"
+  result = _run([f"--task=xnli", f"--data_dir={paths['data_dir']}",
+                 f"--vocab_file={paths['vocab_file']}", _model(tmp_path), f"--output_dir={out}",
+                 "--do_train", "--do_eval", "--do_predict", "--max_seq_length=64",
+                 "--batch_size_in_tokens", "--train_batch_size=512", "--eval_batch_size=4096",
+                 "--predict_batch_size=4096", "--learning_rate=5e-4", "--num_train_epochs=4",
+                 "--xnli_language=en", "--iterations_per_loop=50"])
+  assert result.returncode == 0, result.stderr[-4000:]
+  results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
+  assert float(results["eval_accuracy_en"]) >= 0.9, results
+  assert {"eval_accuracy_de", "eval_accuracy_average", "eval_loss", "global_step",
+          "loss"} <= set(results)
+  assert "Eval results" in result.stderr
+  rows = (out / "test_results.tsv").read_text().splitlines()
+  assert len(rows) == 60 and len(rows[0].split("\t")) == 3
+  assert (out / "run_config.json").exists() and (out / "checkpoint").exists()
+
+
+def test_malformed_row_and_bad_flags_fail_clearly(tmp_path):
+  folder = write_glue_task(tmp_path, "mrpc")
+  with open(os.path.join(folder, "train.tsv"), "a") as f:
+    f.write("1\t9\t9\tonly four columns\n")
+  (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\na\n")
+  common = ["--task_name=mrpc", f"--data_dir={folder}", f"--vocab_file={tmp_path / 'vocab.txt'}",
+            _model(tmp_path, 16), "--do_train", "--max_seq_length=16", "--train_batch_size=2"]
+  result = _run([*common, f"--output_dir={tmp_path / 'out'}"])
+  assert result.returncode != 0
+  assert f"{folder}/train.tsv:4: expected 5 tab-separated columns, got 4" in result.stderr
+  assert "--skip_malformed_rows" in result.stderr
+  result = _run([*common, f"--output_dir={tmp_path / 'out'}", "--use_fp16", "--dtype=bf16",
+                 "--xnli_language=de", "--batch_size_in_tokens"])
+  assert result.returncode != 0
+  for problem in ("--use_fp16 contradicts --dtype=bf16", "apply only to --task_name=xnli",
+                  "--train_batch_size=2 tokens"):
+    assert problem in result.stderr, result.stderr[-2000:]
