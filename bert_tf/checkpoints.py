@@ -205,8 +205,10 @@ def restore_weights(path: str, model) -> str:
   encoder = model if isinstance(model, BertEncoder) else model.encoder
   if "bert/embeddings/word_embeddings" in names:
     heads = [n for n in google_name_table(model) if not n.startswith("bert/")]
-    load_google_checkpoint(prefix, model, allow_missing=tuple(heads),
-                           allow_unexpected_prefixes=("cls/",) if not heads else ())
+    # A pretraining checkpoint's cls/ heads are not wanted by an encoder or a classifier.
+    load_google_checkpoint(
+        prefix, model, allow_missing=tuple(heads),
+        allow_unexpected_prefixes=() if isinstance(model, BertPretrainer) else ("cls/",))
     return "google"
   if any(n.startswith("model/encoder/") for n in names):
     kind = "pretraining"

@@ -162,3 +162,13 @@ def test_tf2_checkpoint_save_restore_identical_outputs(tmp_path):
   f = random_features(config)
   np.testing.assert_array_equal(model(f)["mlm_logits"], restored(f)["mlm_logits"])
   np.testing.assert_array_equal(model(f)["nsp_logits"], restored(f)["nsp_logits"])
+
+
+def test_restore_weights_puts_a_google_pretraining_checkpoint_into_a_classifier(tmp_path):
+  config = tiny_config()
+  pretrained = BertPretrainer(BertEncoder(config))
+  prefix = checkpoints.export_google_checkpoint(pretrained, config, str(tmp_path))
+  classifier = BertClassifier(BertEncoder(config), num_labels=3)
+  assert checkpoints.restore_weights(prefix, classifier) == "google"
+  f = random_features(config)
+  np.testing.assert_array_equal(classifier(f)["pooled_output"], pretrained(f)["pooled_output"])
