@@ -33,7 +33,8 @@ def main(argv):
       random_seed=FLAGS.random_seed, dupe_factor=FLAGS.dupe_factor,
       masked_lm_prob=FLAGS.masked_lm_prob, short_seq_prob=FLAGS.short_seq_prob,
       do_whole_word_mask=FLAGS.do_whole_word_mask, num_workers=FLAGS.num_workers,
-      documents_per_chunk=FLAGS.documents_per_chunk)
+      documents_per_chunk=FLAGS.documents_per_chunk,
+      exact_reference_rng=FLAGS.exact_reference_rng)
   input_files = pretraining.expand_file_patterns(FLAGS.input_file)
   output_files = [p.strip() for p in FLAGS.output_file.split(",") if p.strip()]
   logging.info("reading %d input file(s), writing %s", len(input_files), output_files)

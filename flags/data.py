@@ -33,8 +33,12 @@ def define_create_pretraining_data_flags(fv=absl_flags.FLAGS) -> None:
                             "(0: all cores).", flag_values=fv)
   absl_flags.DEFINE_integer("documents_per_chunk", 20000, "Documents processed together "
                             "(memory bound; random next sentences come from the same chunk). "
-                            "A corpus within one chunk gives exactly google's output.",
+                            "A corpus within one chunk gives exactly google's output "
+                            "with --exact_reference_rng and --num_workers=1.",
                             flag_values=fv)
+  absl_flags.DEFINE_bool("exact_reference_rng", False, "Draw random numbers exactly as "
+                         "google's script (slower); default: masks drawn in numpy batches, "
+                         "the same distribution.", flag_values=fv)
 
 
 def define_build_vocab_flags(fv=absl_flags.FLAGS) -> None:

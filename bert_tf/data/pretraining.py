@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import os
@@ -48,6 +49,10 @@ class PretrainingDataConfig:
   do_whole_word_mask: bool = False
   num_workers: int = 0  # 0: all cores
   documents_per_chunk: int = 20000
+  # True: draw every random number exactly as the reference does (same records for the same
+  # seed on a one-chunk corpus with one worker; slower). False: masks drawn with numpy in
+  # batches, the same distribution (tested against the reference).
+  exact_reference_rng: bool = False
 
   def __post_init__(self):
     if self.max_seq_length < 5:
@@ -156,7 +161,8 @@ class TrainingInstance:
 def _init_worker(vocab_ids, is_subword, special_ids, cls_id, sep_id, mask_id, config):
   _W.update(vocab_ids=vocab_ids, is_subword=is_subword, special=frozenset(special_ids),
             cls=cls_id, sep=sep_id, mask=mask_id, config=config,
-            varints=[_varint(i) for i in range(max(vocab_ids) + 1)])
+            varints=[_varint(i) for i in range(max(max(vocab_ids), config.max_seq_length) + 1)],
+            tables=_serializer_tables(config))
 
 
 def _truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
@@ -295,7 +301,10 @@ def _instances_from_document(all_documents, document_index, rng):
         _truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
         tokens = [_W["cls"]] + tokens_a + [_W["sep"]] + tokens_b + [_W["sep"]]
         segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
-        tokens, positions, labels = _masked_lm(tokens, rng)
+        if _W["config"].exact_reference_rng:
+          tokens, positions, labels = _masked_lm(tokens, rng)
+        else:
+          positions = labels = None  # masked afterwards, a whole batch at once (_mask_batch)
         instances.append(TrainingInstance(tokens, segment_ids, positions, labels, is_random_next))
       current_chunk, current_length = [], 0
     i += 1
@@ -320,14 +329,98 @@ def create_instances(documents: list, rng: random.Random, dupe_factor: int
     for document_index in range(len(documents)):
       instances.extend(_instances_from_document(documents, document_index, rng))
   rng.shuffle(instances)
+  if not _W["config"].exact_reference_rng:
+    _mask_batch(instances, np.random.default_rng(rng.getrandbits(64)))
   return instances
+
+
+def _mask_batch(instances: list[TrainingInstance], gen: np.random.Generator) -> None:
+  """google's masking for many instances at once, with numpy: the same distribution as
+  ``_masked_lm`` (a uniformly random set of min(max_predictions_per_seq,
+  max(1, round(n * masked_lm_prob))) tokens, never [CLS]/[SEP]; 80% [MASK], 10% a random
+  vocabulary entry, 10% kept), not the same random stream. Sets tokens and masked_lm_*.
+  """
+  cfg = _W["config"]
+  if not instances:
+    return
+  n, seq, preds = len(instances), cfg.max_seq_length, cfg.max_predictions_per_seq
+  lengths = np.array([len(inst.tokens) for inst in instances])
+  tokens = np.full([n, seq], -1, np.int64)
+  for row, inst in enumerate(instances):
+    tokens[row, :len(inst.tokens)] = inst.tokens
+  candidate = (tokens >= 0) & (tokens != _W["cls"]) & (tokens != _W["sep"])
+  # np.round, like Python's round(), rounds halves to even.
+  num_to_predict = np.minimum(preds, np.maximum(1, np.round(lengths * cfg.masked_lm_prob)))
+  num_to_predict = num_to_predict.astype(np.int64)
+  if cfg.do_whole_word_mask:
+    chosen = _whole_word_choices(tokens, candidate, num_to_predict, gen)
+  else:
+    # A uniformly random subset: the num_to_predict smallest random keys among candidates.
+    keys = np.where(candidate, gen.random([n, seq]), 2.0)
+    order = np.argsort(keys, axis=1, kind="stable")[:, :max(preds, 1)]
+    take = (np.arange(order.shape[1]) < num_to_predict[:, None]) & (
+        np.take_along_axis(keys, order, axis=1) < 2.0)
+    chosen = np.zeros([n, seq], bool)
+    np.put_along_axis(chosen, order, take, axis=1)
+  # One 80/10/10 draw per gram in the reference; per token here (the same for single tokens;
+  # for whole words the per-token rates are the same, decisions within a word independent).
+  action = gen.random([n, seq])
+  vocab_ids = np.asarray(_W["vocab_ids"])
+  random_ids = vocab_ids[gen.integers(0, len(vocab_ids), [n, seq])]
+  masked = np.where(action < 0.8, _W["mask"], np.where(action < 0.9, tokens, random_ids))
+  output = np.where(chosen, masked, tokens).tolist()
+  rows, cols = np.nonzero(chosen)  # row-major: positions ascending within a row
+  labels = tokens[rows, cols].tolist()
+  cols = cols.tolist()
+  bounds = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).tolist()
+  for row, inst in enumerate(instances):
+    a, b = bounds[row], bounds[row + 1]
+    inst.masked_lm_positions = cols[a:b]
+    inst.masked_lm_labels = labels[a:b]
+    inst.tokens = output[row][:lengths[row]]
+
+
+def _whole_word_choices(tokens, candidate, num_to_predict, gen):
+  """Whole-word masking: words in a random order, each taken if it still fits (reference)."""
+  is_subword = np.asarray(_W["is_subword"])
+  chosen = np.zeros(tokens.shape, bool)
+  starts = candidate & ~is_subword[np.maximum(tokens, 0)]
+  # A ## piece right after [CLS]/[SEP] starts a word too (the reference's _tokens_to_grams).
+  starts[:, 1:] |= candidate[:, 1:] & ~candidate[:, :-1]
+  starts[:, 0] |= candidate[:, 0]
+  for row in range(tokens.shape[0]):
+    begins = np.flatnonzero(starts[row])
+    ends = np.append(begins[1:], 0)
+    ends[-1:] = np.flatnonzero(candidate[row])[-1] + 1 if len(begins) else 0
+    # A word ends where the next one begins or at the first non-candidate token.
+    stops = np.flatnonzero(~candidate[row])
+    ends = np.minimum(ends, stops[np.searchsorted(stops, begins)] if len(stops) else ends)
+    budget = num_to_predict[row]
+    for w in gen.permutation(len(begins)):
+      size = ends[w] - begins[w]
+      if size <= budget:
+        chosen[row, begins[w]:ends[w]] = True
+        budget -= size
+        if not budget:
+          break
+  return chosen
 
 
 def _process_task(args):
   """Worker: (chunk_index, part, documents, dupe rounds) -> serialized examples."""
   chunk_index, part, documents, rounds = args
   rng = random.Random(_task_seed(_W["config"].random_seed, chunk_index, part))
-  return chunk_index, [serialize_instance(inst) for inst in create_instances(documents, rng, rounds)]
+  # The cyclic garbage collector, triggered by the millions of small lists made here, would
+  # rescan all of them again and again (it cost more than half the time); nothing here
+  # makes reference cycles.
+  enabled = gc.isenabled()
+  gc.disable()
+  try:
+    instances = create_instances(documents, rng, rounds)
+    return chunk_index, [serialize_instance(inst) for inst in instances]
+  finally:
+    if enabled:
+      gc.enable()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,50 +439,72 @@ def _varint(n: int) -> bytes:
       return bytes(out)
 
 
-def _entry(name: bytes, feature: bytes) -> bytes:
-  # Features.feature map entry: key (field 1), value Feature (field 2).
-  entry = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(feature)) + feature
-  return b"\x0a" + _varint(len(entry)) + entry
-
-
-def _int_feature(packed: bytes) -> bytes:
-  # Feature.int64_list (field 3) -> Int64List.value (field 1, packed varints).
-  inner = b"\x0a" + _varint(len(packed)) + packed
-  return b"\x1a" + _varint(len(inner)) + inner
-
-
-def _float_feature(packed: bytes) -> bytes:
-  # Feature.float_list (field 2) -> FloatList.value (field 1, packed little-endian float32).
-  inner = b"\x0a" + _varint(len(packed)) + packed
-  return b"\x12" + _varint(len(inner)) + inner
-
-
 _ONE_F, _ZERO_F = struct.pack("<f", 1.0), struct.pack("<f", 0.0)
 
 
+def _entry_header(name: bytes, payload_len: int, float_list: bool = False) -> bytes:
+  """The bytes of a Features map entry that precede a packed payload of ``payload_len``."""
+  inner = b"\x0a" + _varint(payload_len)
+  list_len = len(inner) + payload_len
+  feature = (b"\x12" if float_list else b"\x1a") + _varint(list_len) + inner
+  feature_len = len(feature) + payload_len
+  entry = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(feature_len) + feature
+  return b"\x0a" + _varint(len(entry) + payload_len) + entry
+
+
+class _Headers(dict):
+  """(name, payload length) -> entry header, computed once each."""
+
+  def __missing__(self, key):
+    value = self[key] = _entry_header(*key)
+    return value
+
+
+def _serializer_tables(config: PretrainingDataConfig) -> dict:
+  # Everything of a record that depends only on lengths, precomputed once per worker.
+  seq, preds = config.max_seq_length, config.max_predictions_per_seq
+  zeros = [b"\x00" * i for i in range(seq + 1)]
+  ones = [b"\x01" * i for i in range(seq + 1)]
+  return {
+      "zeros": zeros, "ones": ones, "headers": _Headers(),
+      "mask": [_entry_header(b"input_mask", seq) + ones[n] + zeros[seq - n]
+               for n in range(seq + 1)],
+      "segment_header": _entry_header(b"segment_ids", seq),
+      "weights": [_entry_header(b"masked_lm_weights", 4 * preds, True) + _ONE_F * k +
+                  _ZERO_F * (preds - k) for k in range(preds + 1)],
+      "nsp": [_entry_header(b"next_sentence_labels", 1) + bytes([v]) for v in (0, 1)],
+  }
+
+
 def serialize_instance(inst: TrainingInstance) -> bytes:
-  """A TrainingInstance -> serialized tf.train.Example with google's features (padded)."""
-  cfg, varints = _W["config"], _W["varints"]
+  """A TrainingInstance -> serialized tf.train.Example with google's features (padded).
+
+  Field for field what ``tf.train.Example(...).SerializeToString()`` holds (tested by parsing
+  both); built from precomputed pieces, as the proto library took most of the time.
+  """
+  cfg, varints, t = _W["config"], _W["varints"], _W["tables"]
   seq, preds = cfg.max_seq_length, cfg.max_predictions_per_seq
-  n = len(inst.tokens)
-  if n > seq:
-    raise AssertionError(f"instance of {n} tokens exceeds max_seq_length {seq}")
-  k = len(inst.masked_lm_positions)
-  pad_seq, pad_pred = b"\x00" * (seq - n), b"\x00" * (preds - k)
+  n, k = len(inst.tokens), len(inst.masked_lm_positions)
+  if n > seq or k > preds:
+    raise AssertionError(f"instance of {n} tokens / {k} predictions exceeds "
+                         f"max_seq_length {seq} / max_predictions_per_seq {preds}")
+  zeros, headers = t["zeros"], t["headers"]
+  encode = varints.__getitem__
+  ids = b"".join(map(encode, inst.tokens)) + zeros[seq - n]
+  positions = b"".join([varints[p] if p < len(varints) else _varint(p)
+                        for p in inst.masked_lm_positions]) + zeros[preds - k]
+  labels = b"".join(map(encode, inst.masked_lm_labels)) + zeros[preds - k]
   nb = sum(inst.segment_ids)
-  features = b"".join((
-      _entry(b"input_ids", _int_feature(b"".join([varints[t] for t in inst.tokens]) + pad_seq)),
-      _entry(b"input_mask", _int_feature(b"\x01" * n + pad_seq)),
-      _entry(b"segment_ids", _int_feature(b"\x00" * (n - nb) + b"\x01" * nb + pad_seq)),
-      _entry(b"masked_lm_positions",
-             _int_feature(b"".join([varints[p] if p < len(varints) else _varint(p)
-                                    for p in inst.masked_lm_positions]) + pad_pred)),
-      _entry(b"masked_lm_ids",
-             _int_feature(b"".join([varints[t] for t in inst.masked_lm_labels]) + pad_pred)),
-      _entry(b"masked_lm_weights", _float_feature(_ONE_F * k + _ZERO_F * (preds - k))),
-      _entry(b"next_sentence_labels", _int_feature(b"\x01" if inst.is_random_next else b"\x00")),
+  body = b"".join((
+      headers[b"input_ids", len(ids)], ids,
+      t["mask"][n],
+      t["segment_header"], zeros[n - nb], t["ones"][nb], zeros[seq - n],
+      headers[b"masked_lm_positions", len(positions)], positions,
+      headers[b"masked_lm_ids", len(labels)], labels,
+      t["weights"][k],
+      t["nsp"][1 if inst.is_random_next else 0],
   ))
-  return b"\x0a" + _varint(len(features)) + features
+  return b"\x0a" + _varint(len(body)) + body
 
 
 # ---------------------------------------------------------------------------------------------
