@@ -29,10 +29,14 @@ STAMP="$VENV/.bert_tf-install-stamp"
 WANT="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1) $ROOT"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
   echo "[bootstrap] installing bert_tf and its dependencies (first time: a few minutes, ~3.3 GB)"
-  # (This machine's pip config names extra local indexes; drop its "Location ... ignored" noise.)
-  { "$PY" -m pip install --quiet --upgrade pip setuptools wheel 2>&1 \
-      && "$PY" -m pip install --quiet -e "$ROOT[dev]" 2>&1; } | { grep -v "^WARNING: Location 'file:" || true; }
-  [[ "${PIPESTATUS[0]}" == 0 ]] || { echo "[bootstrap] pip install failed" >&2; exit 1; }
+  LOG="$VENV/.bert_tf-install.log"
+  # pip's output goes to a log, shown only if the install fails.
+  if ! { "$PY" -m pip install --upgrade pip setuptools wheel \
+         && "$PY" -m pip install -e "$ROOT[dev]"; } > "$LOG" 2>&1; then
+    grep -v "^WARNING: Location 'file:" "$LOG" | tail -n 40 >&2
+    echo "[bootstrap] pip install failed; full log: $LOG" >&2
+    exit 1
+  fi
   echo "$WANT" > "$STAMP"
 fi
 
