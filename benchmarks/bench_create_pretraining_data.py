@@ -1,6 +1,6 @@
 """create_pretraining_data throughput: ours vs Model Garden's reference script, same text/vocab.
 
-  python benchmarks/bench_create_pretraining_data.py [--copies=4] [--dupe_factor=10]
+  python benchmarks/bench_create_pretraining_data.py [--copies=20] [--dupe_factor=10]
 
 Text: the demo corpus (CPython's bundled documentation, bert_tf.data.text.demo_documents)
 repeated ``--copies`` times; vocab learned from it. Both sides run as command-line scripts
@@ -43,7 +43,7 @@ def timed_script(args):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--copies", type=int, default=4)
+  parser.add_argument("--copies", type=int, default=20)
   parser.add_argument("--dupe_factor", type=int, default=10)
   parser.add_argument("--num_workers", type=int, default=0, help="ours; 0: all cores")
   args = parser.parse_args()

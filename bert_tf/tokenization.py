@@ -8,22 +8,24 @@ vocabularies, but runs as TensorFlow ops on whole batches: usable from Python, i
 Why not ``tensorflow_text.BertTokenizer`` / ``FastBertTokenizer`` as they are: they differ from
 google's ``BasicTokenizer`` in details that change ids: they case-fold (NFKC_Casefold, so
 "Straße" -> "strasse" and "ﬁ" -> "fi") where google calls ``str.lower()``; they turn control
-characters into spaces where google deletes them ("a\\x00b" is one word for google); their
-punctuation / whitespace classes come from the ICU/RE2 Unicode version they were built with
-rather than from Python's ``unicodedata``; and they limit words in bytes where google limits
-them to 200 characters. So the basic tokenization below is spelled out with regular
-expressions whose character classes are computed from Python's ``unicodedata``, the very table
-google's code consults, and only the WordPiece step is tensorflow-text's
-``FastWordpieceTokenizer`` (the same greedy longest-match-first algorithm, in linear time).
+characters into spaces where google deletes them ("a\\x00b" is one word for google); and they
+limit words in bytes where google limits them to 200 characters. So normalization is spelled
+out here with regular expressions whose character classes are computed from Python's
+``unicodedata`` (the very table google's code consults), and tensorflow-text does the rest.
 
 Pipeline for a batch of strings (all TensorFlow ops):
   1. drop bytes that are not valid UTF-8 (google decodes with ``errors="ignore"``);
   2. delete NUL, U+FFFD and control/format characters except tab, CR and LF;
   3. uncased only: ``str.lower()`` (ICU full case mapping, with the Greek final-sigma rule that
-     Python's ``str.lower`` also applies), NFD, delete non-spacing marks (category Mn);
-  4. split on whitespace, and around punctuation and CJK ideographs (kept as words);
-  5. words longer than ``max_chars_per_word`` characters become the unknown token;
-  6. WordPiece.
+     Python's ``str.lower`` also applies; the few letters TensorFlow's older ICU does not
+     lower-case are mapped from Python's table), NFD, delete non-spacing marks (category Mn);
+  4. fast path: ``FastWordpieceTokenizer`` end to end (its whitespace / punctuation / CJK split
+     equals google's for every code point Python assigns), with words over
+     ``max_chars_per_word`` *bytes* cut to the unknown token;
+  5. exact path, only for the rare rows where step 4 cut a word by bytes or that hold a code
+     point unassigned in Python's tables: split with the Python-derived classes, words over
+     ``max_chars_per_word`` *characters* to the unknown token, then WordPiece.
+Every assigned code point is checked against the reference in tests/test_tokenization.py.
 """
 from __future__ import annotations
 

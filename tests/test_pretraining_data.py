@@ -99,8 +99,10 @@ def test_statistics_match_reference_with_parallel_chunks(corpus, whole_word):
   assert stats["documents"] == 60
   assert abs(ours["instances"] - ref["instances"]) < 0.08 * ref["instances"]
   n = min(ref["n_masked"], ours["n_masked"])
+  # A short target length is drawn once per document and dupe round (60 x 4 draws), not per
+  # instance: that is its sample size.
   for key, p, count in (("random_next", 0.5, ref["instances"]), ("mask_token", 0.8, n),
-                        ("kept", 0.1, n), ("short", ref["short"], ref["instances"])):
+                        ("kept", 0.1, n), ("short", 0.1, 60 * 4)):
     sigma = np.sqrt(2 * p * (1 - p) / count)  # difference of two binomial proportions
     assert abs(ours[key] - ref[key]) < 4 * sigma + 1e-9, (key, ours[key], ref[key])
   assert abs(ours["masked_per_token"] - ref["masked_per_token"]) < 0.01
@@ -274,3 +276,36 @@ def test_create_pretraining_data_cli(corpus, tmp_path):
   bad = subprocess.run(cmd[:2] + [f"--input_file={tmp_path / 'missing.txt'}"] + cmd[3:],
                        capture_output=True, text=True, timeout=180, cwd=REPO)
   assert bad.returncode != 0 and "missing.txt" in bad.stderr
+
+
+def test_build_vocab_cli(tmp_path):
+  corpus = tmp_path / "corpus.txt"
+  text.write_documents(text.demo_documents()[:30], str(corpus))
+  out = tmp_path / "vocab.txt"
+  cmd = [sys.executable, os.path.join(REPO, "build_vocab.py"), f"--input_file={corpus}",
+         f"--output_file={out}", "--vocab_size=500", "--num_unused=3"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  vocab = out.read_text(encoding="utf-8").splitlines()
+  assert vocab[:8] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]", "[unused1]",
+                       "[unused2]"] and len(vocab) <= 500
+  again = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO)
+  assert again.returncode != 0 and "--overwrite" in again.stderr
+  assert out.read_text(encoding="utf-8").splitlines() == vocab
+
+
+def test_fast_truncation_has_the_reference_distribution():
+  """_truncate_fast (O(1)) gives the same outcomes with the same frequencies as google's loop."""
+  import collections
+  for la, lb, limit in [(10, 3, 8), (3, 10, 8), (7, 7, 9), (12, 9, 10), (5, 5, 3)]:
+    a0, b0 = list(range(la)), list(range(100, 100 + lb))
+    ref, fast = collections.Counter(), collections.Counter()
+    rng = random.Random(0)
+    for _ in range(6000):
+      a, b = list(a0), list(b0)
+      pretraining._truncate_seq_pair(a, b, limit, rng)
+      ref[tuple(a), tuple(b)] += 1
+      a, b = pretraining._truncate_fast(list(a0), list(b0), limit, rng)
+      fast[tuple(a), tuple(b)] += 1
+    assert set(ref) == set(fast)
+    assert max(abs(ref[k] - fast[k]) for k in ref) < 0.03 * 6000

@@ -174,6 +174,29 @@ def _truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
       trunc.pop()
 
 
+def _truncate_fast(tokens_a, tokens_b, max_num_tokens, rng):
+  """``_truncate_seq_pair`` in O(1): the same distribution, not the same random stream.
+
+  The reference removes one token at a time from the longer side (from b on a tie), from the
+  front or the back with probability 1/2 each. Which side loses how many is fixed by the
+  lengths; the number taken from the front of a side is Binomial(removed, 1/2), drawn as the
+  popcount of that many random bits.
+  """
+  la, lb = len(tokens_a), len(tokens_b)
+  excess = la + lb - max_num_tokens
+  if la > lb:
+    first = min(excess, la - lb)
+    rest = excess - first
+    ra, rb = first + rest // 2, rest - rest // 2  # equal again: b first, then a, ...
+  else:
+    first = min(excess, lb - la)
+    rest = excess - first
+    ra, rb = rest // 2, first + rest - rest // 2
+  fa = rng.getrandbits(ra).bit_count() if ra else 0
+  fb = rng.getrandbits(rb).bit_count() if rb else 0
+  return tokens_a[fa:la - (ra - fa)], tokens_b[fb:lb - (rb - fb)]
+
+
 def _shuffle(x: list, rng: random.Random) -> None:
   """``rng.shuffle(x)`` with the same result and random stream, about 3x faster.
 
@@ -298,7 +321,10 @@ def _instances_from_document(all_documents, document_index, rng):
           is_random_next = False
           for j in range(a_end, len(current_chunk)):
             tokens_b.extend(current_chunk[j])
-        _truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+        if cfg.exact_reference_rng:
+          _truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+        elif len(tokens_a) + len(tokens_b) > max_num_tokens:
+          tokens_a, tokens_b = _truncate_fast(tokens_a, tokens_b, max_num_tokens, rng)
         tokens = [_W["cls"]] + tokens_a + [_W["sep"]] + tokens_b + [_W["sep"]]
         segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
         if _W["config"].exact_reference_rng:
@@ -330,7 +356,10 @@ def create_instances(documents: list, rng: random.Random, dupe_factor: int
       instances.extend(_instances_from_document(documents, document_index, rng))
   rng.shuffle(instances)
   if not _W["config"].exact_reference_rng:
-    _mask_batch(instances, np.random.default_rng(rng.getrandbits(64)))
+    gen = np.random.default_rng(rng.getrandbits(64))
+    # Slices keep the [batch, max_seq_length] temporaries small (cache, memory).
+    for start in range(0, len(instances), 2048):
+      _mask_batch(instances[start:start + 2048], gen)
   return instances
 
 
