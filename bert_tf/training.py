@@ -290,16 +290,19 @@ class Pretrainer:
 
   def _make_train_loop(self):
     strategy = self.strategy
+    # XLA compiles the step, not the loop: the loop reads the input iterator, which XLA cannot.
+    step = tf.function(self._replica_step, jit_compile=True) if self.config.use_xla else \
+        self._replica_step
 
     def loop(iterator, num_steps):
       totals = tf.zeros([5])
       for _ in tf.range(num_steps):
-        metrics = strategy.run(self._replica_step, args=(next(iterator),))
+        metrics = strategy.run(step, args=(next(iterator),))
         # The metrics are all-reduced inside the step: every replica holds the same values.
         totals += strategy.experimental_local_results(metrics)[0]
       return totals / tf.cast(num_steps, tf.float32)
 
-    return tf.function(loop, jit_compile=self.config.use_xla or None)
+    return tf.function(loop)
 
   # --- data --------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Multi-head self-attention, with the attention core optionally recomputed.
 
-Shape legend: B batch, F "from" (query) positions, T "to" (key) positions, N heads,
-D head size, H hidden size = N * D.
+Shape legend: B batch, S sequence, F "from" (query) positions, T "to" (key) positions,
+N heads, D head size, H hidden size = N * D.
 """
 import math
 
@@ -52,20 +52,24 @@ class SelfAttention(tf_keras.layers.Layer):
     super().build(input_shape)
 
   def _core(self, query, key, value, bias, seed, training):
-    """query/key/value: [B, S, N, D] compute dtype -> context [B, F, N, D]."""
-    scores = tf.einsum("BFND,BTND->BNFT", query, key)
+    """query/key/value: [B, N, S, D] compute dtype -> context [B, N, F, D]."""
+    # Heads-major layout and plain batched matmuls: on CPU (oneDNN) this runs forward and
+    # backward about twice as fast as the equivalent einsums over [B, S, N, D], which
+    # transpose their operands internally on every call.
+    scores = tf.matmul(query, key, transpose_b=True)  # [B, N, F, T]
     # Softmax in float32: fp16 exponentials of unnormalised scores overflow easily.
     scores = tf.cast(scores, tf.float32) + bias
     probs = tf.nn.softmax(scores, axis=-1)
     probs = dropout_lib.dropout(probs, self.dropout_rate, seed, training)
-    return tf.einsum("BNFT,BTND->BFND", tf.cast(probs, value.dtype), value)
+    return tf.matmul(tf.cast(probs, value.dtype), value)
 
   def call(self, x, bias, seed=None, training=False):
     """x: [B, S, H] compute dtype; bias: float32 [B, 1, 1, S] -> context [B, S, H]."""
     batch, seq = tf.shape(x)[0], tf.shape(x)[1]
-    split = lambda t: tf.reshape(t, [batch, seq, self.num_heads, self.head_size])
+    split = lambda t: tf.transpose(
+        tf.reshape(t, [batch, seq, self.num_heads, self.head_size]), [0, 2, 1, 3])
     # Scaling the query (S*H values) is cheaper than scaling the scores (N*S*S values).
-    query = split(self.query(x)) * tf.cast(1.0 / math.sqrt(self.head_size), x.dtype)
+    query = split(self.query(x) * tf.cast(1.0 / math.sqrt(self.head_size), x.dtype))
     key = split(self.key(x))
     value = split(self.value(x))
     core = lambda q, k, v: self._core(q, k, v, bias, seed, training)
@@ -73,7 +77,7 @@ class SelfAttention(tf_keras.layers.Layer):
       # bias and seed enter by closure: graph-mode custom gradients take no keyword
       # arguments, and neither needs a gradient.
       core = tf.recompute_grad(core)
-    context = core(query, key, value)
+    context = tf.transpose(core(query, key, value), [0, 2, 1, 3])  # [B, F, N, D]
     return tf.reshape(context, [batch, seq, self.num_heads * self.head_size])
 
   def get_config(self):
