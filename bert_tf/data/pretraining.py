@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import gc
+import itertools
 import logging
 import multiprocessing
 import os
@@ -163,6 +164,11 @@ def _init_worker(vocab_ids, is_subword, special_ids, cls_id, sep_id, mask_id, co
             cls=cls_id, sep=sep_id, mask=mask_id, config=config,
             varints=[_varint(i) for i in range(max(max(vocab_ids), config.max_seq_length) + 1)],
             tables=_serializer_tables(config))
+  varints = _W["varints"]
+  table = np.zeros([len(varints), 4], np.uint8)
+  for i, v in enumerate(varints):
+    table[i, :len(v)] = list(v)
+  _W["varint_table"] = (table, np.array([len(v) for v in varints]))
 
 
 def _truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
@@ -330,7 +336,7 @@ def _instances_from_document(all_documents, document_index, rng):
         if _W["config"].exact_reference_rng:
           tokens, positions, labels = _masked_lm(tokens, rng)
         else:
-          positions = labels = None  # masked afterwards, a whole batch at once (_mask_batch)
+          positions = labels = None  # masked afterwards, a whole batch at once (_mask_and_serialize)
         instances.append(TrainingInstance(tokens, segment_ids, positions, labels, is_random_next))
       current_chunk, current_length = [], 0
     i += 1
@@ -347,7 +353,11 @@ def _task_seed(random_seed: int, chunk_index: int, part: int) -> int:
 
 def create_instances(documents: list, rng: random.Random, dupe_factor: int
                      ) -> list[TrainingInstance]:
-  """google's create_training_instances after tokenization, for one chunk of documents."""
+  """google's create_training_instances after tokenization, for one chunk of documents.
+
+  With ``exact_reference_rng`` the instances come masked; otherwise unmasked
+  (``masked_lm_positions`` None), for ``_mask_and_serialize``.
+  """
   documents = [d for d in documents if d]
   rng.shuffle(documents)
   instances = []
@@ -355,29 +365,34 @@ def create_instances(documents: list, rng: random.Random, dupe_factor: int
     for document_index in range(len(documents)):
       instances.extend(_instances_from_document(documents, document_index, rng))
   rng.shuffle(instances)
-  if not _W["config"].exact_reference_rng:
-    gen = np.random.default_rng(rng.getrandbits(64))
-    # Slices keep the [batch, max_seq_length] temporaries small (cache, memory).
-    for start in range(0, len(instances), 2048):
-      _mask_batch(instances[start:start + 2048], gen)
   return instances
 
 
-def _mask_batch(instances: list[TrainingInstance], gen: np.random.Generator) -> None:
-  """google's masking for many instances at once, with numpy: the same distribution as
-  ``_masked_lm`` (a uniformly random set of min(max_predictions_per_seq,
-  max(1, round(n * masked_lm_prob))) tokens, never [CLS]/[SEP]; 80% [MASK], 10% a random
-  vocabulary entry, 10% kept), not the same random stream. Sets tokens and masked_lm_*.
+def _mask_and_serialize(instances: list[TrainingInstance], gen: np.random.Generator
+                        ) -> list[bytes]:
+  """google's masking and record writing for many instances at once, with numpy.
+
+  The same distribution as ``_masked_lm`` (a uniformly random set of
+  min(max_predictions_per_seq, max(1, round(n * masked_lm_prob))) tokens, never [CLS]/[SEP];
+  80% [MASK], 10% a random vocabulary entry, 10% kept), not the same random stream; the
+  records are what ``serialize_instance`` writes for the masked instances.
+
+  Returns:
+    list of serialized tf.train.Example, one per instance, in order.
   """
-  cfg = _W["config"]
+  cfg, t = _W["config"], _W["tables"]
   if not instances:
-    return
+    return []
   n, seq, preds = len(instances), cfg.max_seq_length, cfg.max_predictions_per_seq
-  lengths = np.array([len(inst.tokens) for inst in instances])
-  tokens = np.full([n, seq], -1, np.int64)
-  for row, inst in enumerate(instances):
-    tokens[row, :len(inst.tokens)] = inst.tokens
-  candidate = (tokens >= 0) & (tokens != _W["cls"]) & (tokens != _W["sep"])
+  lengths = np.fromiter((len(inst.tokens) for inst in instances), np.int64, n)
+  if lengths.max() > seq:
+    raise AssertionError(f"instance of {lengths.max()} tokens exceeds max_seq_length {seq}")
+  valid = np.arange(seq) < lengths[:, None]
+  tokens = np.zeros([n, seq], np.int64)  # padded with 0, as google pads
+  tokens[valid] = np.fromiter(itertools.chain.from_iterable(i.tokens for i in instances),
+                              np.int64, int(lengths.sum()))
+  is_sep = tokens == _W["sep"]
+  candidate = valid & (tokens != _W["cls"]) & ~is_sep
   # np.round, like Python's round(), rounds halves to even.
   num_to_predict = np.minimum(preds, np.maximum(1, np.round(lengths * cfg.masked_lm_prob)))
   num_to_predict = num_to_predict.astype(np.int64)
@@ -385,9 +400,13 @@ def _mask_batch(instances: list[TrainingInstance], gen: np.random.Generator) -> 
     chosen = _whole_word_choices(tokens, candidate, num_to_predict, gen)
   else:
     # A uniformly random subset: the num_to_predict smallest random keys among candidates.
-    keys = np.where(candidate, gen.random([n, seq]), 2.0)
-    order = np.argsort(keys, axis=1, kind="stable")[:, :max(preds, 1)]
-    take = (np.arange(order.shape[1]) < num_to_predict[:, None]) & (
+    keys = np.where(candidate, gen.random([n, seq], np.float32), 2.0)
+    width = max(min(preds, seq - 1), 1)
+    # The `width` smallest keys (argpartition: linear), then those few in order.
+    order = np.argpartition(keys, width - 1, axis=1)[:, :width]
+    order = np.take_along_axis(order, np.argsort(np.take_along_axis(keys, order, axis=1),
+                                                 axis=1), axis=1)
+    take = (np.arange(width) < num_to_predict[:, None]) & (
         np.take_along_axis(keys, order, axis=1) < 2.0)
     chosen = np.zeros([n, seq], bool)
     np.put_along_axis(chosen, order, take, axis=1)
@@ -397,23 +416,59 @@ def _mask_batch(instances: list[TrainingInstance], gen: np.random.Generator) -> 
   vocab_ids = np.asarray(_W["vocab_ids"])
   random_ids = vocab_ids[gen.integers(0, len(vocab_ids), [n, seq])]
   masked = np.where(action < 0.8, _W["mask"], np.where(action < 0.9, tokens, random_ids))
-  output = np.where(chosen, masked, tokens).tolist()
-  rows, cols = np.nonzero(chosen)  # row-major: positions ascending within a row
-  labels = tokens[rows, cols].tolist()
-  cols = cols.tolist()
-  bounds = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).tolist()
-  for row, inst in enumerate(instances):
-    a, b = bounds[row], bounds[row + 1]
-    inst.masked_lm_positions = cols[a:b]
-    inst.masked_lm_labels = labels[a:b]
-    inst.tokens = output[row][:lengths[row]]
+  output = np.where(chosen, masked, tokens)
+  # masked_lm_positions / _ids, ascending positions, padded with 0.
+  rows, cols = np.nonzero(chosen)
+  counts = np.bincount(rows, minlength=n)
+  rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+  positions = np.zeros([n, max(preds, 1)], np.int64)
+  labels = np.zeros_like(positions)
+  positions[rows, rank] = cols
+  labels[rows, rank] = tokens[rows, cols]
+  # [CLS] a [SEP] b [SEP]: segment b is everything after the first [SEP].
+  num_b = (lengths - 1 - np.argmax(is_sep, axis=1)).tolist()
+  ids_bytes = _varint_rows(output)
+  pos_bytes = _varint_rows(positions[:, :preds])
+  lab_bytes = _varint_rows(labels[:, :preds])
+  zeros, ones, headers = t["zeros"], t["ones"], t["headers"]
+  records = []
+  for row, (length, k, nb, inst) in enumerate(zip(lengths.tolist(), counts.tolist(), num_b,
+                                                  instances)):
+    ids, pos, lab = ids_bytes[row], pos_bytes[row], lab_bytes[row]
+    body = b"".join((
+        headers[b"input_ids", len(ids)], ids,
+        t["mask"][length],
+        t["segment_header"], zeros[length - nb], ones[nb], zeros[seq - length],
+        headers[b"masked_lm_positions", len(pos)], pos,
+        headers[b"masked_lm_ids", len(lab)], lab,
+        t["weights"][k],
+        t["nsp"][1 if inst.is_random_next else 0],
+    ))
+    records.append(b"\x0a" + _varint(len(body)) + body)
+  return records
+
+
+def _varint_rows(values: np.ndarray) -> list[bytes]:
+  """Protobuf varint encoding of each row of a non-negative int array [rows, width]."""
+  if values.size and values.max() >= 1 << 28:
+    raise ValueError("ids of 2**28 and above are not supported")
+  table, sizes = _W["varint_table"]
+  if values.size and values.max() < len(sizes):  # ids and positions: one gather
+    groups, size = table[values], sizes[values]
+  else:
+    size = 1 + (values >= 1 << 7) + (values >= 1 << 14) + (values >= 1 << 21)
+    groups = np.stack([(values >> shift) & 0x7F | ((size > i + 1) << 7)
+                       for i, shift in enumerate((0, 7, 14, 21))], axis=-1).astype(np.uint8)
+  data = groups[np.arange(4) < size[..., None]].tobytes()  # row-major: rows stay contiguous
+  ends = np.cumsum(size.sum(axis=1)).tolist()
+  return [data[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
 def _whole_word_choices(tokens, candidate, num_to_predict, gen):
   """Whole-word masking: words in a random order, each taken if it still fits (reference)."""
   is_subword = np.asarray(_W["is_subword"])
   chosen = np.zeros(tokens.shape, bool)
-  starts = candidate & ~is_subword[np.maximum(tokens, 0)]
+  starts = candidate & ~is_subword[tokens]
   # A ## piece right after [CLS]/[SEP] starts a word too (the reference's _tokens_to_grams).
   starts[:, 1:] |= candidate[:, 1:] & ~candidate[:, :-1]
   starts[:, 0] |= candidate[:, 0]
@@ -446,7 +501,12 @@ def _process_task(args):
   gc.disable()
   try:
     instances = create_instances(documents, rng, rounds)
-    return chunk_index, [serialize_instance(inst) for inst in instances]
+    if _W["config"].exact_reference_rng:
+      return chunk_index, [serialize_instance(inst) for inst in instances]
+    gen = np.random.default_rng(rng.getrandbits(64))
+    # Slices keep the [batch, max_seq_length] temporaries small (cache, memory).
+    return chunk_index, [record for start in range(0, len(instances), 2048)
+                         for record in _mask_and_serialize(instances[start:start + 2048], gen)]
   finally:
     if enabled:
       gc.enable()
