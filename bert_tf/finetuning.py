@@ -228,7 +228,7 @@ class ClassifierTrainer:
     cfg = self.config
     k_steps = cfg.gradient_accumulation_steps
     variables = self.model.trainable_variables
-    replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+    replica_id = self.runtime.replica_index()  # Horovod: the rank
     # Known before any forward pass: the number of real examples in the whole global step.
     weight_total = tf.maximum(self.runtime.all_reduce_sum(tf.reduce_sum(batch["label_weights"])),
                               1.0)
