@@ -301,3 +301,16 @@ def kept_for_backward(model, features, loss_fn) -> list:
       kept[t.name] = (t.name, tuple(t.shape.as_list()), t.dtype.name,
                       int(np.prod(t.shape.as_list())) * t.dtype.size)
   return sorted(kept.values(), key=lambda r: -r[3])
+
+
+def max_batch(config: BertConfig, seq: int, budget_bytes: int, upper: int = 1 << 14,
+              **kwargs) -> int:
+  """Largest batch whose ``estimate(...).total`` fits ``budget_bytes`` (0 if none does)."""
+  lo, hi = 0, upper + 1
+  while hi - lo > 1:  # total is non-decreasing in the batch
+    mid = (lo + hi) // 2
+    if estimate(config, mid, seq, **kwargs).total <= budget_bytes:
+      lo = mid
+    else:
+      hi = mid
+  return lo

@@ -279,7 +279,13 @@ class Pretrainer:
     finite = tf.math.is_finite(grad_norm) & tf.math.is_finite(sums[0])
     # fp16: LossScaleOptimizer skips a non-finite step (weights and slots untouched) and
     # halves the scale; every replica sees the same all-reduced gradients, so all skip.
-    self.optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
+    # After every gradient: the update's gradient-free parts (beta1 * m, beta2 * v, the weight
+    # decay term, for every variable) would otherwise run as soon as the step starts and stay
+    # alive through the forward and backward passes, 3x the parameters' size on top of the
+    # activations (BERT-Base: 1.2 GiB).
+    with tf.control_dependencies([grad_norm]):
+      self.optimizer.apply_gradients(zip(grads, variables),
+                                     experimental_aggregate_gradients=False)
     skipped = tf.cast(tf.logical_not(finite), tf.int64)
     self.global_step.assign_add(1)
     self.skipped_steps.assign_add(skipped)
