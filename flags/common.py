@@ -47,7 +47,8 @@ def define_common_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices, so that "
                    "--multi_gpu runs on a machine without GPUs (for trying things out).")
   f.DEFINE_enum("recompute", "none", list(RECOMPUTE_MODES), "Activation recompute: none; "
-                "full (every transformer block); selective (the attention core only).")
+                "full (every transformer block); selective (the attention core and the FFN "
+                "activation: cheap to recompute, large to keep).")
   f.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per optimizer step; the "
                    "global batch is split into replicas x this many micro-batches.")
   f.DEFINE_bool("use_xla", False, "Compile the training loop with XLA (measure first: it was "

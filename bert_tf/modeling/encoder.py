@@ -12,7 +12,8 @@ from bert_tf.modeling.embeddings import BertEmbeddings
 from bert_tf.modeling.transformer import TransformerBlock
 
 # none: keep every activation. full: each transformer block under tf.recompute_grad (keeps
-# only block inputs). selective: only the attention core (the O(S^2) scores/probs) recomputed.
+# only block inputs). selective: the attention core (the O(S^2) scores/probs) and the FFN
+# activation are recomputed: both cheap to recompute and large to keep.
 RECOMPUTE_MODES = ("none", "full", "selective")
 
 # Model Garden's input names, accepted as aliases of google's feature names.
