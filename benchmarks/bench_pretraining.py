@@ -22,14 +22,16 @@ and NSP head per example) + attention (QK^T and PV: 12 x layers x batch x seq^2 
 forward + backward) + MLM head at the masked positions (6 x batch x predictions x (hidden^2 +
 hidden x vocab)). Utilisation = model FLOP/s / matmul peak.
 
-    python benchmarks/bench_pretraining.py            # both models, ~10 minutes on 2 cores
+    python benchmarks/bench_pretraining.py            # both models (one process each), ~20 min
     python benchmarks/bench_pretraining.py --quick    # a short run
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -273,11 +275,27 @@ def main(argv=None):
   parser.add_argument("--xla", action="store_true", help="our loop with jit_compile=True")
   parser.add_argument("--mg_steps_per_call", type=int, default=1,
                       help="Model Garden steps per tf.function call (1: one step per call)")
+  parser.add_argument("--json_out", default="", help=argparse.SUPPRESS)  # one model, child run
   args = parser.parse_args(argv)
-  logging.set_verbosity(logging.WARNING)
-  peak = MatmulPeak()
-  peak.run()
-  results = [bench_model(name.strip(), args, peak) for name in args.models.split(",")]
+  names = [name.strip() for name in args.models.split(",")]
+  if args.json_out:
+    logging.set_verbosity(logging.WARNING)
+    peak = MatmulPeak()
+    peak.run()
+    with open(args.json_out, "w") as f:
+      json.dump(bench_model(names[0], args, peak), f)
+    return
+  # Each model in its own process: two BERT-Base models with optimizer state plus the Mini
+  # graphs of an earlier round do not fit beside other jobs on a shared machine.
+  results = []
+  for name in names:
+    with tempfile.TemporaryDirectory() as tmp:
+      out = os.path.join(tmp, "result.json")
+      child = [a for a in (argv if argv is not None else sys.argv[1:])]
+      subprocess.run([sys.executable, os.path.abspath(__file__), *child, "--models", name,
+                      "--json_out", out], check=True)
+      with open(out) as f:
+        results.append(json.load(f))
   print()
   print(f"seq {SEQ}, vocab {VOCAB}, {PREDICTIONS} predictions, dropout {args.dropout}, "
         f"{'XLA' if args.xla else 'no XLA'}; medians over interleaved rounds; "
