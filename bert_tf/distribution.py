@@ -35,6 +35,8 @@ class Runtime:
   all_reduce_sum: Callable           # replica context: nest of tensors -> summed over replicas
   replica_index: Callable            # replica context: () -> global replica index (int tensor)
   broadcast_initial_state: Callable  # (variables) -> None; no-op when replicas share them
+  any_worker: Callable = lambda flag: flag  # (bool) -> bool: True if any worker says True;
+                                            # a collective when there are several workers
   worker_index: int = 0              # this process among the workers
   all_workers_save: bool = False     # MWMS: every worker takes part in a save (non-chiefs
                                      # write to a scratch directory that is then removed)
@@ -69,12 +71,12 @@ def _replica_id():
 
 
 def _strategy_runtime(strategy, description, is_chief=True, worker_index=0,
-                      all_workers_save=False) -> Runtime:
+                      all_workers_save=False, any_worker=lambda flag: flag) -> Runtime:
   return Runtime(strategy=strategy, num_replicas=strategy.num_replicas_in_sync,
                  is_chief=is_chief, input_shard=(1, 0), all_reduce_sum=_replica_all_reduce_sum,
                  replica_index=_replica_id, broadcast_initial_state=lambda variables: None,
                  worker_index=worker_index, all_workers_save=all_workers_save,
-                 description=description)
+                 any_worker=any_worker, description=description)
 
 
 def _multi_worker_runtime(collective: str) -> Runtime:
@@ -93,11 +95,20 @@ def _multi_worker_runtime(collective: str) -> Runtime:
   has_chief = "chief" in json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
   is_chief = task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
   workers = strategy.extended._num_workers  # pylint: disable=protected-access
+
+  @tf.function
+  def _count(flag):
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: flag), axis=None)
+
+  def any_worker(flag):
+    # Every worker calls this at the same loop boundary: the sum over replicas is a collective.
+    return bool(_count(tf.constant(int(flag))).numpy() > 0)
+
   return _strategy_runtime(
       strategy, f"multi-worker mirrored: {task_type} {task_id} of {workers} workers, "
       f"{strategy.num_replicas_in_sync} replicas, {collective} collectives",
       is_chief=is_chief, worker_index=task_id if task_type == "worker" else 0,
-      all_workers_save=True)
+      all_workers_save=True, any_worker=any_worker)
 
 
 def _horovod_runtime(fp16_compression: bool) -> Runtime:
@@ -120,11 +131,14 @@ def _horovod_runtime(fp16_compression: bool) -> Runtime:
   def broadcast(variables):
     hvd.broadcast_variables(variables, root_rank=0)
 
+  def any_worker(flag):
+    return bool(hvd.allreduce(tf.constant(int(flag)), op=hvd.Max).numpy())
+
   strategy = tf.distribute.get_strategy()
   return Runtime(strategy=strategy, num_replicas=hvd.size(), is_chief=rank == 0,
                  input_shard=(hvd.size(), rank), all_reduce_sum=all_reduce_sum,
                  replica_index=lambda: tf.constant(rank, tf.int32),
-                 broadcast_initial_state=broadcast, worker_index=rank,
+                 broadcast_initial_state=broadcast, worker_index=rank, any_worker=any_worker,
                  description=f"horovod: rank {rank} of {hvd.size()} "
                              f"(local rank {hvd.local_rank()}), "
                              f"fp16 compression {'on' if fp16_compression else 'off'}")

@@ -17,6 +17,7 @@ import faulthandler
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -143,6 +144,37 @@ class StallWatchdog:
         os._exit(self.EXIT_CODE)  # a hung collective cannot be unwound; leave now
 
 
+class Preempted(SystemExit):
+  """An announced termination (SIGTERM) was honoured: a checkpoint was written, then exit."""
+
+  EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job
+
+  def __init__(self, step: int, path: Optional[str]):
+    super().__init__(self.EXIT_CODE)
+    self.step, self.path = step, path
+
+
+class TerminationNotice:
+  """Turns SIGTERM (a scheduler's or a spot instance's announced preemption) into a flag the
+  loop checks at its next boundary, so the job saves a checkpoint and exits cleanly instead of
+  dying mid-step. Workers agree through ``runtime.any_worker`` so they all stop at the same
+  step even when only one of them was signalled."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
 def _format_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
@@ -199,6 +231,7 @@ class Pretrainer:
         self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max,
         checkpoint_name="ckpt", step_counter=self.global_step)
     self._train_loop = None
+    self._last_saved_step = None
 
   # --- state -------------------------------------------------------------------------------
 
@@ -347,6 +380,7 @@ class Pretrainer:
       self._train_loop = self._make_train_loop()
     writer = MetricsWriter(cfg.output_dir, self.runtime.is_chief)
     watchdog = StallWatchdog(cfg.stall_timeout_secs)
+    notice = TerminationNotice()
     examples_per_step = cfg.train_batch_size
     tokens_per_step = cfg.train_batch_size * cfg.max_seq_length
     step, metrics = start, {}
@@ -389,7 +423,14 @@ class Pretrainer:
           logging.info("eval at step %d: masked_lm_accuracy %.4f, next_sentence_accuracy %.4f",
                        step, results["masked_lm_accuracy"], results["next_sentence_accuracy"])
           watchdog.ping()
+        if self.runtime.any_worker(notice.requested) and step < target:
+          if self._last_saved_step != step:  # the same decision on every worker
+            self._save(step)
+          logging.warning("termination requested (SIGTERM): checkpoint at step %d written, "
+                          "exiting; run the same command again to resume", step)
+          raise Preempted(step, self.manager.latest_checkpoint)
     finally:
+      notice.restore()
       watchdog.stop()
       writer.close()
     if step >= cfg.num_train_steps:
@@ -416,6 +457,7 @@ class Pretrainer:
           f"is kept: {last}")
 
   def _save(self, step: int):
+    self._last_saved_step = step
     if self.runtime.is_chief:
       # CheckpointManager writes the data and index files first and then atomically replaces
       # the "checkpoint" state file: a crash mid-save leaves the previous checkpoint current.

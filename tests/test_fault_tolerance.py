@@ -167,3 +167,26 @@ def test_frozen_worker_makes_the_job_exit_instead_of_hanging(tmp_path, backend):
     except psutil.NoSuchProcess:
       pass
     multiprocess.kill_all(procs)
+
+
+@pytest.mark.parametrize("backend", ["multi_worker_mirrored", "horovod"])
+def test_sigterm_to_one_worker_checkpoints_and_stops_every_worker(tmp_path, backend):
+  """An announced termination: all workers agree, save at the same step and exit 143."""
+  if backend == "horovod":
+    pytest.importorskip("horovod.tensorflow", reason="Horovod not installed")
+  job = _Backend(backend, tmp_path)
+  out = tmp_path / "terminated"
+  procs, _, log_dir = job.start(out, "terminated")
+  _wait_for_checkpoint(out, procs, log_dir)
+  ranks = job.ranks(procs)
+  ranks[1].send_signal(signal.SIGTERM)
+  codes = multiprocess.wait_all(procs, timeout=EXIT_WITHIN)
+  logs = "\n".join(f.read_text() for f in sorted(log_dir.iterdir()))
+  if backend == "multi_worker_mirrored":
+    assert all(code == 143 for code in codes), (codes, logs[-3000:])
+  else:  # horovodrun reports a rank's non-zero exit as its own failure
+    assert codes != [0] and "Exit code: 143" in logs, (codes, logs[-3000:])
+  assert logs.count("termination requested (SIGTERM)") == 2
+  step = int(os.path.basename(tf.train.latest_checkpoint(str(out))).split("-")[1])
+  print(f"{backend}: SIGTERM -> checkpoint at step {step}, exit codes {codes}")
+  assert SAVE_EVERY <= step < STEPS
