@@ -64,6 +64,26 @@ def run_searches(args):
   return found
 
 
+def run_points(args):
+  """Single tries at ``mode:seq:batch`` points (for the estimator table), as searches would
+  record them."""
+  found = {}
+  budget = int(args.memory_limit_gb * GIB) if args.memory_limit_gb else None
+  for point in args.points:
+    mode, seq, batch = point.split(":")
+    spec = {"preset": args.preset, "seq": int(seq), "dtype": args.dtype, "recompute": mode,
+            "batch": int(batch)}
+    trial = max_batch_size.run_try(spec, budget)
+    print(f"point {point}: {'fits' if trial.fits else 'does not fit'} "
+          f"({(trial.peak_bytes or 0) / GIB:.2f} GiB, {trial.reason}, {trial.seconds:.0f}s)",
+          flush=True)
+    entry = found.setdefault((mode, int(seq)), {"lo": 0, "hi": None, "trials": []})
+    entry["trials"].append(trial.__dict__)
+    if trial.fits:
+      entry["lo"] = max(entry["lo"], int(batch))
+  return found
+
+
 def load_searches(pattern):
   """Reads ``max_batch_size.py --json_out`` files."""
   found = {}
@@ -109,7 +129,7 @@ def estimator_table(found, args):
         continue
       res = t["result"]
       est = memory.estimate(config, t["batch"], seq, res.get("predictions"), args.dtype, mode,
-                            runtime_bytes=runtime)
+                            runtime_bytes=runtime, update_ordered=not args.unordered_update)
       err = est.total / res["peak_bytes"] - 1
       tensor = res.get("tensor_peak_bytes") or 0
       err_t = (est.total - runtime) / tensor - 1 if tensor else float("nan")
@@ -137,11 +157,17 @@ def chart(found, points, args, path):
       else:
         batch, peak = (found.get((mode, seq)) or {}).get("lo") or 1, None
       estimates.append(memory.estimate(config, batch, seq, _predictions(seq), args.dtype, mode,
-                                       runtime_bytes=int(args.runtime_gb * GIB)))
+                                       runtime_bytes=int(args.runtime_gb * GIB),
+                                       update_ordered=not args.unordered_update))
       measured.append(None if peak is None else peak / GIB)
   return memory.plot(estimates, path, measured=measured, title=(
-      f"BERT-{args.preset} {args.dtype}: estimated peak by component at each mode's largest "
-      f"measured batch (bars) vs measured peak RSS (marks)"))
+      f"BERT-{args.preset} {args.dtype}, {budget_note(args)}: estimate by component at each "
+      f"mode's largest measured batch (bars), measured peak RSS (marks)"))
+
+
+def budget_note(args):
+  return ("update unordered (before 2dc9483)" if args.unordered_update
+          else "update after the gradients")
 
 
 def speed(args):
@@ -194,10 +220,15 @@ def main(argv=None):
   parser.add_argument("--load", default=None,
                       help="glob of max_batch_size.py --json_out files instead of searching")
   parser.add_argument("--skip_search", action="store_true")
+  parser.add_argument("--points", default="",
+                      help="mode:seq:batch tries for the estimator table instead of searches")
   parser.add_argument("--skip_speed", action="store_true")
   parser.add_argument("--speed_batches", default="128:8,512:2",
                       help="seq:batch pairs for the equal-batch slowdown")
   parser.add_argument("--rounds", type=int, default=4)
+  parser.add_argument("--unordered_update", action="store_true",
+                      help="estimate as for code before the update was ordered after the "
+                      "gradients (measurements taken before commit 2dc9483)")
   parser.add_argument("--runtime_gb", type=float, default=1.3)
   parser.add_argument("--chart", default=os.path.join(ROOT, "benchmarks", "memory_estimate.png"))
   args = parser.parse_args(argv)
@@ -207,8 +238,11 @@ def main(argv=None):
   budget_label = (f"CPU peak RSS <= {args.memory_limit_gb:g} GiB" if args.memory_limit_gb
                   else "GPU memory")
   out = []
+  args.points = [p for p in args.points.split(",") if p]
   if args.load:
     found = load_searches(args.load)
+  elif args.points:
+    found = run_points(args)
   elif not args.skip_search:
     found = run_searches(args)
   else:

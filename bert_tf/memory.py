@@ -19,7 +19,8 @@ lists them:
              + S*I x 5c: GELU input, tanh, 0.5x, 1 + tanh, output
   selective  the attention core and the GELU are recomputed: no N*S*S term, S*I x 2c
   full       each block keeps only its input (S*H x c); the block being back-propagated is
-             recomputed, so one block's "none" activations are added once (working set)
+             recomputed, so one block's "none" activations enter the working set (the larger
+             of them and the backward temporaries, which replace them as the backward goes)
 
 Static terms: float32 parameters, float32 gradients (plus the dense word-embedding gradient
 built from gather slices), clipped gradients (new tensors), optimizer slots (2 per variable
@@ -125,7 +126,7 @@ def _backward_temporaries(config: BertConfig, seq: int, c: int) -> int:
 def estimate(config: BertConfig, batch: int, seq: int, predictions: Optional[int] = None,
              dtype: str = "fp32", recompute: str = "none", optimizer: str = "adamw",
              dropout: Optional[bool] = None, runtime_bytes: int = 0,
-             num_replicas: int = 1) -> MemoryEstimate:
+             num_replicas: int = 1, update_ordered: bool = True) -> MemoryEstimate:
   """Peak memory of one ``Pretrainer`` training step on one replica.
 
   Args:
@@ -134,6 +135,10 @@ def estimate(config: BertConfig, batch: int, seq: int, predictions: Optional[int
     dtype: fp32 | fp16 | bf16. recompute: none | selective | full. optimizer: adamw | lamb.
     dropout: whether dropout is active (default: the config's rates > 0).
     runtime_bytes: the framework's own share, added to ``total``.
+    update_ordered: the update runs after all gradients (``training.Pretrainer`` does so since
+      the memory work). False models an unordered update, whose gradient-free temporaries
+      (beta1 * m, beta2 * v, decay * w: 3x the parameters) TensorFlow's executor computes at
+      the start of the step and holds through the forward and backward passes.
   """
   if recompute not in RECOMPUTE_MODES:
     raise ValueError(f"recompute is {recompute!r}; expected one of {RECOMPUTE_MODES}")
@@ -159,9 +164,14 @@ def estimate(config: BertConfig, batch: int, seq: int, predictions: Optional[int
   # MLM head at the masked positions: transform input, GELU (5), LayerNorm (2 f32 + output),
   # and the cross-entropy's saved softmax - one-hot [B*P, V] in float32.
   activations["heads"] = b * p * (h * (7 * c + 2 * f) + v * f)
-  working = b * _backward_temporaries(config, seq, c) + b * p * v * f  # + the logits' gradient
+  working = b * _backward_temporaries(config, seq, c)
   if recompute == "full":
-    working += b * _per_block(config, seq, c, dropout, "none")  # the block being recomputed
+    # The block being back-propagated is recomputed first; its backward then frees those
+    # tensors while it makes the gradient temporaries, so the two overlap little.
+    working = max(working, b * _per_block(config, seq, c, dropout, "none"))
+  working += b * p * v * f  # the logits' gradient
+  if not update_ordered:
+    working += 3 * n_params * 4
   slots = OPTIMIZER_SLOTS[optimizer]
   return MemoryEstimate(
       batch=batch, seq=seq, predictions=p, dtype=dtype, recompute=recompute,
@@ -217,7 +227,7 @@ def plot(estimates: Sequence[MemoryEstimate], path: str, title: str = "",
            ("backward working set", "#64b5cd",
             lambda e: 0 if e.peak_phase == "update" else e.working),
            ("runtime (framework)", "#999999", lambda e: e.runtime)]
-  fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(estimates) + 3), 5))
+  fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(estimates) + 5), 5))
   x = range(len(estimates))
   bottom = [0.0] * len(estimates)
   for name, color, fn in parts:
@@ -233,8 +243,8 @@ def plot(estimates: Sequence[MemoryEstimate], path: str, title: str = "",
   ax.set_xticklabels([f"{e.recompute}\nbatch {e.batch}\nseq {e.seq}\n{e.dtype}"
                       for e in estimates], fontsize=8)
   ax.set_ylabel("GiB")
-  ax.set_title(title or "Estimated training-step peak memory by component")
-  ax.legend(fontsize=7, loc="upper left")
+  ax.set_title(title or "Estimated training-step peak memory by component", fontsize=9)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
