@@ -29,7 +29,8 @@ from bert_tf.configs import BertConfig
 from bert_tf.data import classifier as data
 from bert_tf.distribution import Runtime
 from bert_tf.modeling import BertClassifier, BertEncoder
-from bert_tf.training import MetricsWriter, TrainingDivergedError, _format_eta
+from bert_tf.training import (MetricsWriter, TrainingDivergedError, _format_eta, accumulate,
+                              reduce_and_apply)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,22 +252,10 @@ class ClassifierTrainer:
                            tf.reduce_sum(weights) > 0, tf.float32)])
       return grads, sums
 
-    grads, sums = micro_step(0)
-    if k_steps > 1:
-      for k in tf.range(1, k_steps):
-        more_grads, more_sums = micro_step(k)
-        grads = [a + b for a, b in zip(grads, more_grads)]
-        sums += more_sums
-    grads, sums = self.runtime.all_reduce_sum((grads, sums))
-    if self.loss_scaling:
-      grads = self.optimizer.get_unscaled_gradients(grads)
-    clip = self.optimizer_config.clip_norm
-    if clip > 0:
-      grads, grad_norm = tf.clip_by_global_norm(grads, clip)
-    else:
-      grad_norm = tf.linalg.global_norm(grads)
-    finite = tf.math.is_finite(grad_norm) & tf.math.is_finite(sums[0])
-    self.optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
+    grads, sums = accumulate(micro_step, k_steps)
+    sums, grad_norm, finite = reduce_and_apply(self.runtime, self.optimizer, self.loss_scaling,
+                                               self.optimizer_config.clip_norm, grads, sums,
+                                               variables)
     skipped = tf.cast(tf.logical_not(finite), tf.int64)
     self.global_step.assign_add(1)
     self.consecutive_skips.assign(skipped * (self.consecutive_skips + skipped))

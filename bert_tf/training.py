@@ -175,6 +175,43 @@ class TerminationNotice:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def accumulate(micro_step, k_steps: int):
+  """Sums ``micro_step(k) -> (grads, sums)`` over k in [0, K) inside the replica function."""
+  grads, sums = micro_step(0)
+  if k_steps > 1:
+    # tf.range keeps one copy of the micro-step in the graph whatever K is.
+    for k in tf.range(1, k_steps):
+      more_grads, more_sums = micro_step(k)
+      grads = [a + b for a, b in zip(grads, more_grads)]
+      sums += more_sums
+  return grads, sums
+
+
+def reduce_and_apply(runtime, optimizer, loss_scaling: bool, clip_norm: float, grads, sums,
+                     variables):
+  """The end of every train step: all-reduce, unscale (fp16), clip, apply.
+
+  Returns the reduced ``sums``, the global gradient norm and whether the step was finite.
+  """
+  grads, sums = runtime.all_reduce_sum((grads, sums))
+  if loss_scaling:
+    grads = optimizer.get_unscaled_gradients(grads)
+  if clip_norm > 0:
+    grads, grad_norm = tf.clip_by_global_norm(grads, clip_norm)
+  else:
+    grad_norm = tf.linalg.global_norm(grads)
+  finite = tf.math.is_finite(grad_norm) & tf.math.is_finite(sums[0])
+  # fp16: LossScaleOptimizer skips a non-finite step (weights and slots untouched) and halves
+  # the scale; every replica sees the same all-reduced gradients, so all skip.
+  # After every gradient: the update's gradient-free parts (beta1 * m, beta2 * v, the weight
+  # decay term, for every variable) would otherwise run as soon as the step starts and stay
+  # alive through the forward and backward passes, 3x the parameters' size on top of the
+  # activations (BERT-Base: 1.2 GiB).
+  with tf.control_dependencies([grad_norm]):
+    optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
+  return sums, grad_norm, finite
+
+
 def _format_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
@@ -293,32 +330,10 @@ class Pretrainer:
       sums = tf.stack([loss, losses["masked_lm_numerator"], nsp_sum])
       return grads, sums
 
-    grads, sums = micro_step(0)
-    if k_steps > 1:
-      # tf.range keeps one copy of the micro-step in the graph whatever K is.
-      for k in tf.range(1, k_steps):
-        more_grads, more_sums = micro_step(k)
-        grads = [a + b for a, b in zip(grads, more_grads)]
-        sums += more_sums
-
-    grads, sums = self.runtime.all_reduce_sum((grads, sums))
-    if self.loss_scaling:
-      grads = self.optimizer.get_unscaled_gradients(grads)
-    clip = self.optimizer_config.clip_norm
-    if clip > 0:
-      grads, grad_norm = tf.clip_by_global_norm(grads, clip)
-    else:
-      grad_norm = tf.linalg.global_norm(grads)
-    finite = tf.math.is_finite(grad_norm) & tf.math.is_finite(sums[0])
-    # fp16: LossScaleOptimizer skips a non-finite step (weights and slots untouched) and
-    # halves the scale; every replica sees the same all-reduced gradients, so all skip.
-    # After every gradient: the update's gradient-free parts (beta1 * m, beta2 * v, the weight
-    # decay term, for every variable) would otherwise run as soon as the step starts and stay
-    # alive through the forward and backward passes, 3x the parameters' size on top of the
-    # activations (BERT-Base: 1.2 GiB).
-    with tf.control_dependencies([grad_norm]):
-      self.optimizer.apply_gradients(zip(grads, variables),
-                                     experimental_aggregate_gradients=False)
+    grads, sums = accumulate(micro_step, k_steps)
+    sums, grad_norm, finite = reduce_and_apply(self.runtime, self.optimizer, self.loss_scaling,
+                                               self.optimizer_config.clip_norm, grads, sums,
+                                               variables)
     skipped = tf.cast(tf.logical_not(finite), tf.int64)
     self.global_step.assign_add(1)
     self.skipped_steps.assign_add(skipped)

@@ -193,7 +193,16 @@ def test_persistent_overflow_aborts_and_keeps_last_checkpoint(tmp_path):
 
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
   """Bitwise: weights, optimizer slots and step, with dropout on (seeded per step)."""
+  from tensorflow.python.framework import config as tf_config
   tf.config.experimental.enable_op_determinism()
+  try:
+    _resume_matches(tmp_path)
+  finally:
+    # Process-wide: leave later tests as they would run alone.
+    tf_config.disable_op_determinism()
+
+
+def _resume_matches(tmp_path):
   config = tiny_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
   features = _features()
   full = _trainer(tmp_path, "full", steps=6, config=config, features=features,
