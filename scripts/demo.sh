@@ -50,7 +50,7 @@ echo "== 3/4 fine-tuning on an XNLI-format sample (train en, evaluate en/de/es/f
   --init_checkpoint="$DEMO_DIR/pretrain/encoder" --output_dir="$DEMO_DIR/xnli" \
   --do_train --do_eval --xnli_language=en --max_seq_length=64 \
   --batch_size_in_tokens --train_batch_size=512 --eval_batch_size=4096 \
-  --predict_batch_size=4096 --learning_rate=5e-4 --num_train_epochs=4 \
+  --predict_batch_size=4096 --learning_rate=5e-4 --num_train_epochs=8 \
   --iterations_per_loop=50 2>&1 | quiet
 echo
 echo "XNLI-format sample, dev accuracy (trained on English only; the other languages are"
