@@ -201,7 +201,11 @@ def main(argv=None):
   parser.add_argument("--memory_limit_gb", type=float, default=None,
                       help="CPU: peak resident-set budget of the child in GiB (required on "
                       "CPU); GPU: caps GPU:0 at this many GiB (default: the whole device)")
-  parser.add_argument("--start_batch", type=int, default=1, help="first batch of the doubling")
+  parser.add_argument("--start_batch", type=int, default=1,
+                      help="first batch of the doubling; 0: the estimator's prediction "
+                      "(bert_tf.memory, needs --memory_limit_gb), which saves most tries")
+  parser.add_argument("--runtime_gb", type=float, default=1.3,
+                      help="with --start_batch 0: the framework's resident share on CPU")
   parser.add_argument("--max_batch", type=int, default=1 << 14)
   parser.add_argument("--tolerance", type=float, default=0.0,
                       help="stop bisecting when hi - lo <= tolerance * lo (0: exact)")
@@ -234,6 +238,22 @@ def main(argv=None):
     budget_label = f"CPU, peak RSS <= {args.memory_limit_gb:g} GiB"
 
   modes = [m.strip() for m in args.recompute.split(",") if m.strip()]
+
+  def start_for(mode):
+    if args.start_batch > 0:
+      return args.start_batch
+    if not args.memory_limit_gb:
+      parser.error("--start_batch 0 needs --memory_limit_gb")
+    from bert_tf import configs, memory  # no TensorFlow: plain arithmetic
+    config = (configs.BertConfig.from_dict(spec["config"]) if "config" in spec
+              else configs.preset(args.preset))
+    return max(1, memory.max_batch(
+        config, args.max_seq_length, int(args.memory_limit_gb * GIB),
+        predictions=spec["predictions"] or {128: 20, 512: 80}.get(
+            args.max_seq_length, max(1, round(0.15 * args.max_seq_length))),
+        dtype=args.dtype, recompute=mode,
+        runtime_bytes=0 if on_gpu else int(args.runtime_gb * GIB)))
+
   found, all_trials = {}, {}
   if args.baseline_batch:
     found["none"] = (args.baseline_batch, None)
@@ -242,7 +262,7 @@ def main(argv=None):
     modes = ["none"] + modes
   for mode in modes:
     print(f"searching recompute={mode} ...", flush=True)
-    lo, hi, trials = search_mode({**spec, "recompute": mode}, budget, start=args.start_batch,
+    lo, hi, trials = search_mode({**spec, "recompute": mode}, budget, start=start_for(mode),
                                  max_batch=args.max_batch, tolerance=args.tolerance,
                                  timeout=args.timeout)
     found[mode] = (lo, hi)

@@ -178,7 +178,7 @@ def speed(args):
   for item in args.speed_batches:
     seq, batch = (int(x) for x in item.split(":"))
     row = {"seq": seq, "batch": batch, "eps": {}}
-    for mode in ("selective", "full"):
+    for mode in args.speed_modes:
       spec = {"preset": args.preset, "seq": seq, "batch": batch, "dtype": args.dtype,
               "modes": ["none", mode], "calls": args.rounds}
       print(f"speed: seq {seq} batch {batch}, none vs {mode}, {args.rounds} interleaved rounds",
@@ -199,10 +199,11 @@ def speed(args):
   lines = ["| seq | batch | none ex/s | selective ex/s | selective slowdown | full ex/s | "
            "full slowdown |", "|---:|---:|---:|---:|---:|---:|---:|"]
   for r in rows:
-    cell = lambda m: f"{100 * r[m][0]:.1f}% ({100 * r[m][1]:.1f} .. {100 * r[m][2]:.1f})"
-    lines.append(f"| {r['seq']} | {r['batch']} | {r['eps']['none']:.2f} | "
-                 f"{r['eps']['selective']:.2f} | {cell('selective')} | {r['eps']['full']:.2f} | "
-                 f"{cell('full')} |")
+    cell = lambda m: (f"{100 * r[m][0]:.1f}% ({100 * r[m][1]:.1f} .. {100 * r[m][2]:.1f})"
+                      if m in r else "-")
+    eps = lambda m: f"{r['eps'][m]:.2f}" if m in r["eps"] else "-"
+    lines.append(f"| {r['seq']} | {r['batch']} | {eps('none')} | {eps('selective')} | "
+                 f"{cell('selective')} | {eps('full')} | {cell('full')} |")
   return "\n".join(lines) + (f"\n\nslowdown per example = 1 - mode ex/s / none ex/s, per "
                              f"round; median (min .. max) over {args.rounds} interleaved rounds")
 
@@ -225,6 +226,8 @@ def main(argv=None):
   parser.add_argument("--skip_speed", action="store_true")
   parser.add_argument("--speed_batches", default="128:8,512:2",
                       help="seq:batch pairs for the equal-batch slowdown")
+  parser.add_argument("--speed_modes", default="selective,full",
+                      help="modes timed against none (one process each)")
   parser.add_argument("--rounds", type=int, default=4)
   parser.add_argument("--unordered_update", action="store_true",
                       help="estimate as for code before the update was ordered after the "
@@ -235,6 +238,7 @@ def main(argv=None):
   args.seqs = [int(s) for s in args.seqs.split(",")]
   args.modes = [m.strip() for m in args.modes.split(",")]
   args.speed_batches = [s for s in args.speed_batches.split(",") if s]
+  args.speed_modes = [m for m in args.speed_modes.split(",") if m]
   budget_label = (f"CPU peak RSS <= {args.memory_limit_gb:g} GiB" if args.memory_limit_gb
                   else "GPU memory")
   out = []
