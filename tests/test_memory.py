@@ -99,12 +99,16 @@ def test_search_edges():
 
 @pytest.mark.timeout(400)
 def test_real_search_in_subprocesses():
-  """A tiny model at seq 512 with a budget of (batch-1 peak + 100 MiB): each try runs in its
-  own process; what fits stayed under the budget and what did not went over it."""
+  """A tiny model at seq 512, budget half-way between the batch-1 and batch-8 peaks: each try
+  runs in its own process; what fits stayed under the budget and what did not went over it."""
   spec = {"preset": "tiny", "seq": 512, "dtype": "fp32", "recompute": "none"}
   one = max_batch_size.run_try({**spec, "batch": 1}, None, timeout=120)
   assert one.fits and one.result["loss"] > 0 and one.peak_bytes > 0
-  budget = one.peak_bytes + 100 * 2 ** 20
+  eight = max_batch_size.run_try({**spec, "batch": 8}, None, timeout=120)
+  assert eight.fits and eight.peak_bytes > one.peak_bytes
+  # Half-way between the batch-1 and batch-8 peaks: batch 1 fits, batch 8 does not, whatever
+  # this machine's baseline RSS is.
+  budget = (one.peak_bytes + eight.peak_bytes) // 2
   # tolerance 1: stop once the bracket is [n, 2n] (three processes in all, ~30 s idle).
   lo, hi, trials = max_batch_size.search_mode(spec, budget, start=2, max_batch=16,
                                               tolerance=1.0, timeout=120,
