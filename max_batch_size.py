@@ -143,7 +143,9 @@ def run_try(spec: dict, budget_bytes: Optional[int], timeout: float = 3600.0,
       return Trial(spec["batch"], False, peak, seconds, "OOM")
     raise RuntimeError(f"memory worker failed (exit {proc.returncode}) for {spec}:\n"
                        + text[-4000:])
-  if result.get("device") == "GPU":
+  if result.get("device") == "GPU" or result.get("peak_bytes"):
+    # The worker's own high-water mark (VmHWM on CPU): wait4's ru_maxrss also counts the
+    # pre-exec image, i.e. this (parent) process's size when it forked the child.
     peak = result["peak_bytes"]
   if budget_bytes is not None and peak > budget_bytes:
     return Trial(spec["batch"], False, peak, seconds,

@@ -146,10 +146,20 @@ def main(spec: dict) -> dict:
     result["peak_bytes"] = result["tensor_peak_bytes"]
     result["device"] = "GPU"
   else:
-    # Linux reports ru_maxrss in KiB.
-    result["peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM: the high-water mark of this process's own address space. ru_maxrss is not used:
+    # Linux folds the pre-exec image into it (exec keeps the forking parent's high-water
+    # mark), so a child of a 2 GiB pytest process would report at least 2 GiB.
+    result["peak_bytes"] = _vm_hwm_bytes()
     result["device"] = "CPU"
   return result
+
+
+def _vm_hwm_bytes() -> int:
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmHWM:"):
+        return int(line.split()[1]) * 1024  # kB
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 if __name__ == "__main__":
