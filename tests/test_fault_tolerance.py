@@ -19,7 +19,9 @@ import tensorflow as tf
 import multiprocess
 from helpers import random_features, tiny_config, write_pretraining_records
 
-STEPS, SAVE_EVERY = 120, 10
+# Long enough that, at full speed on a quiet machine (~75 steps/s), the job is still running
+# seconds after its first checkpoint, when the test signals a worker.
+STEPS, SAVE_EVERY = 600, 20
 EXIT_WITHIN = 90
 
 
@@ -67,17 +69,33 @@ class _Backend:
     return [launcher], None, log_dir
 
   def ranks(self, procs):
-    """The training processes (for Horovod: horovodrun's python children)."""
+    """The training processes, ordered by rank.
+
+    For Horovod these are horovodrun's python grandchildren: horovodrun runs each rank as
+    `sh -c "cd ...; env HOROVOD_RANK=r ... python run_pretraining.py ..."`, so the shell's
+    command line names run_pretraining.py too. Signalling that shell instead of the rank would
+    end the shell alone; the rank is the process that carries HOROVOD_RANK in its environment.
+    """
     if self.name == "multi_worker_mirrored":
       return [psutil.Process(p.pid) for p in procs]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-      children = [c for c in psutil.Process(procs[0].pid).children(recursive=True)
-                  if "run_pretraining.py" in " ".join(c.cmdline()) and "horovodrun" not in
-                  " ".join(c.cmdline())]
-      if len(children) >= 2:
-        return sorted(children, key=lambda c: c.create_time())
-      time.sleep(0.5)
+      found = {}
+      for child in psutil.Process(procs[0].pid).children(recursive=True):
+        try:
+          rank = child.environ().get("HOROVOD_RANK")
+          argv = child.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+          continue
+        if (rank is not None and argv and os.path.basename(argv[0]).startswith("python")
+            and "run_pretraining.py" in " ".join(argv)):
+          found[int(rank)] = child
+      if sorted(found) == [0, 1]:
+        return [found[0], found[1]]
+      if procs[0].poll() is not None:
+        raise AssertionError(f"horovodrun exited ({procs[0].returncode}) before the test "
+                             "could signal a rank")
+      time.sleep(0.2)
     raise AssertionError("horovod ranks did not start")
 
 
