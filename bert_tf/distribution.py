@@ -20,6 +20,7 @@ import json
 import os
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 DISTRIBUTIONS = ("one_device", "mirrored", "multi_worker_mirrored", "horovod")
@@ -35,12 +36,18 @@ class Runtime:
   all_reduce_sum: Callable           # replica context: nest of tensors -> summed over replicas
   replica_index: Callable            # replica context: () -> global replica index (int tensor)
   broadcast_initial_state: Callable  # (variables) -> None; no-op when replicas share them
-  any_worker: Callable = lambda flag: flag  # (bool) -> bool: True if any worker says True;
-                                            # a collective when there are several workers
+  # Host side, (np.ndarray) -> np.ndarray: each worker's array summed over the workers (once
+  # per worker, not per replica). A collective when there are several workers: every worker
+  # calls it at the same point with the same shape.
+  sum_over_workers: Callable = lambda array: np.asarray(array)
   worker_index: int = 0              # this process among the workers
   all_workers_save: bool = False     # MWMS: every worker takes part in a save (non-chiefs
                                      # write to a scratch directory that is then removed)
   description: str = ""
+
+  def any_worker(self, flag: bool) -> bool:
+    """True on every worker if any worker says True (a collective, see sum_over_workers)."""
+    return bool(self.sum_over_workers(np.array([int(flag)], np.int32))[0] > 0)
 
 
 def split_cpu(num_devices: int) -> None:
@@ -71,12 +78,13 @@ def _replica_id():
 
 
 def _strategy_runtime(strategy, description, is_chief=True, worker_index=0,
-                      all_workers_save=False, any_worker=lambda flag: flag) -> Runtime:
+                      all_workers_save=False,
+                      sum_over_workers=lambda array: np.asarray(array)) -> Runtime:
   return Runtime(strategy=strategy, num_replicas=strategy.num_replicas_in_sync,
                  is_chief=is_chief, input_shard=(1, 0), all_reduce_sum=_replica_all_reduce_sum,
                  replica_index=_replica_id, broadcast_initial_state=lambda variables: None,
                  worker_index=worker_index, all_workers_save=all_workers_save,
-                 any_worker=any_worker, description=description)
+                 sum_over_workers=sum_over_workers, description=description)
 
 
 def _multi_worker_runtime(collective: str) -> Runtime:
@@ -96,19 +104,26 @@ def _multi_worker_runtime(collective: str) -> Runtime:
   is_chief = task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
   workers = strategy.extended._num_workers  # pylint: disable=protected-access
 
-  @tf.function
-  def _count(flag):
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: flag), axis=None)
+  @tf.function(reduce_retracing=True)
+  def _sum(per_replica):
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-  def any_worker(flag):
-    # Every worker calls this at the same loop boundary: the sum over replicas is a collective.
-    return bool(_count(tf.constant(int(flag))).numpy() > 0)
+  def sum_over_workers(array):
+    array = np.asarray(array)
+    first = []  # the first of this worker's replicas contributes the array, the others zeros
+
+    def value(context):
+      del context
+      first.append(not first)
+      return tf.constant(array if first[-1] else np.zeros_like(array))
+
+    return _sum(strategy.experimental_distribute_values_from_function(value)).numpy()
 
   return _strategy_runtime(
       strategy, f"multi-worker mirrored: {task_type} {task_id} of {workers} workers, "
       f"{strategy.num_replicas_in_sync} replicas, {collective} collectives",
       is_chief=is_chief, worker_index=task_id if task_type == "worker" else 0,
-      all_workers_save=True, any_worker=any_worker)
+      all_workers_save=True, sum_over_workers=sum_over_workers)
 
 
 def _horovod_runtime(fp16_compression: bool) -> Runtime:
@@ -131,14 +146,15 @@ def _horovod_runtime(fp16_compression: bool) -> Runtime:
   def broadcast(variables):
     hvd.broadcast_variables(variables, root_rank=0)
 
-  def any_worker(flag):
-    return bool(hvd.allreduce(tf.constant(int(flag)), op=hvd.Max).numpy())
+  def sum_over_workers(array):
+    return hvd.allreduce(tf.constant(np.asarray(array)), op=hvd.Sum).numpy()
 
   strategy = tf.distribute.get_strategy()
   return Runtime(strategy=strategy, num_replicas=hvd.size(), is_chief=rank == 0,
                  input_shard=(hvd.size(), rank), all_reduce_sum=all_reduce_sum,
                  replica_index=lambda: tf.constant(rank, tf.int32),
-                 broadcast_initial_state=broadcast, worker_index=rank, any_worker=any_worker,
+                 broadcast_initial_state=broadcast, worker_index=rank,
+                 sum_over_workers=sum_over_workers,
                  description=f"horovod: rank {rank} of {hvd.size()} "
                              f"(local rank {hvd.local_rank()}), "
                              f"fp16 compression {'on' if fp16_compression else 'off'}")

@@ -382,6 +382,7 @@ class ClassifierTrainer:
                                   input_signature=[dataset.element_spec])
     forward = self._forward
     out = np.zeros((len(features), self.task.num_labels), np.float32)
+    seen = np.zeros(len(features), np.int32)
     for batch in dataset:
       logits, index = forward(batch)
       for lg, ix in zip(strategy.experimental_local_results(logits),
@@ -389,6 +390,15 @@ class ClassifierTrainer:
         ix = ix.numpy()
         keep = ix >= 0
         out[ix[keep]] = lg.numpy()[keep]
+        np.add.at(seen, ix[keep], 1)
+    # This worker filled only its own replicas' examples (zeros elsewhere); with several
+    # workers (MultiWorkerMirrored, Horovod) the sum over workers is the whole set.
+    out = self.runtime.sum_over_workers(out)
+    seen = self.runtime.sum_over_workers(seen)
+    if not np.all(seen == 1):
+      raise RuntimeError(f"inference covered {int(np.sum(seen > 0))} of {len(features)} examples "
+                         f"({int(np.sum(seen > 1))} more than once): the batches were not split "
+                         "across workers as planned")
     return out
 
   def evaluate(self, eval_sets: dict[str, data.Features], split: str = "dev",

@@ -73,10 +73,11 @@ def validate(v) -> None:
     problems.append(f"--warmup_proportion must be in [0, 1], got {v.warmup_proportion}")
   if v.batch_size_in_tokens:
     # A micro-batch gets 1/(replicas x accumulation) of the train budget (replicas: main()).
-    shares = {"train_batch_size": v.gradient_accumulation_steps, "eval_batch_size": 1,
-              "predict_batch_size": 1}
-    for name, parts in shares.items():
-      if getattr(v, name) // parts < v.max_seq_length:
+    # Only the budgets of the phases this run does (--do_train / --do_eval / --do_predict).
+    shares = {"train_batch_size": (v.do_train, v.gradient_accumulation_steps),
+              "eval_batch_size": (v.do_eval, 1), "predict_batch_size": (v.do_predict, 1)}
+    for name, (used, parts) in shares.items():
+      if used and getattr(v, name) // parts < v.max_seq_length:
         problems.append(check_token_budget(name, getattr(v, name), parts, v.max_seq_length))
   elif v.train_batch_size % v.gradient_accumulation_steps:
     problems.append(f"--train_batch_size ({v.train_batch_size}) must be divisible by "

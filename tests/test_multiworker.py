@@ -1,5 +1,6 @@
 """Scale-out parity on localhost: 2 MultiWorkerMirrored processes and 2 Horovod ranks each give
-the same loss and weights as one device on the same global batch (fp32, and one fp16 step)."""
+the same loss and weights as one device on the same global batch (fp32, and one fp16 step),
+and the same fine-tuned classifier and eval results (every eval example counted once)."""
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ import pytest
 from bert_tf import distribution
 
 import multiprocess
-from training_spec import build_trainer
+from training_spec import build_classifier, build_trainer
 
 WORKER = os.path.join(multiprocess.ROOT, "tests", "workers", "train_worker.py")
 RUNS = [
@@ -38,17 +39,35 @@ def reference(tmp_path_factory):
     results[run["name"]] = (trainer.model.get_weights(), metrics)
   import tf_keras
   tf_keras.mixed_precision.set_global_policy("float32")
+  # Fine-tuning: one device with 2 accumulation micro-batches = 2 replicas' share of a step.
+  classifier, train, evals = build_classifier(runtime, output_dir=str(root / "classifier"),
+                                              accumulation=2)
+  classifier.train(train)
+  results["classifier"] = (classifier.model.get_weights(), classifier.evaluate(evals),
+                           classifier.logits(evals[""], classifier.config.eval_batch_size))
   return str(root / "initial.npz"), initial, results
 
 
 def _spec(tmp_path, dist, initial_path):
   runs = [{**run, "output_dir": str(tmp_path / dist / run["name"])} for run in RUNS]
   return json.dumps({"distribution": dist, "initial_weights": initial_path, "features_seed": 0,
-                     "runs": runs, "result_dir": str(tmp_path)})
+                     "runs": runs, "result_dir": str(tmp_path), "classifier": True})
 
 
 def _compare(tmp_path, reference, label):
   _, initial, results = reference
+  ref_weights, ref_eval, ref_logits = results["classifier"]
+  got = np.load(tmp_path / "classifier.npz")
+  got_eval = json.loads((tmp_path / "classifier.json").read_text())
+  diff = max(float(np.max(np.abs(r - got[f"w{i}"]))) for i, r in enumerate(ref_weights))
+  logit_diff = float(np.max(np.abs(ref_logits - got["logits"])))
+  print(f"{label} fine-tuning: max |weight diff| {diff:.2e}, max |eval logit diff| "
+        f"{logit_diff:.2e}; accuracy {got_eval['eval_accuracy']} vs {ref_eval['eval_accuracy']}")
+  assert ref_eval["global_step"] >= 3  # it trained (40 varied-length examples, 160 tokens/step)
+  assert diff <= 1e-5 and logit_diff <= 1e-5
+  assert np.all(np.any(got["logits"] != 0, axis=1))  # every eval example has its logits
+  for key in ("eval_accuracy", "eval_f1", "eval_loss", "global_step"):
+    assert got_eval[key] == pytest.approx(ref_eval[key], abs=1e-5), key
   for run in RUNS:
     ref_weights, ref_metrics = results[run["name"]]
     got = np.load(tmp_path / f"{run['name']}.npz")

@@ -133,6 +133,13 @@ def test_reader_batches(corpus):
   via_context = list(pretraining.make_pretraining_dataset(outs, 1000, SEQ, PREDS, False,
                                                           input_context=context))
   assert via_context[0]["input_ids"].numpy().tolist() == shards[1][0]["input_ids"].numpy().tolist()
+  # Fewer files than workers: by record, still disjoint and complete.
+  records = [list(pretraining.make_pretraining_dataset(outs, 1, SEQ, PREDS, False,
+                                                       num_shards=3, shard_index=i))
+             for i in range(3)]
+  seen = sorted(tuple(b["input_ids"][0].numpy().tolist()) for shard in records for b in shard)
+  assert seen == sorted(tuple(e.features.feature["input_ids"].int64_list.value) for e in raw)
+  assert [len(shard) for shard in records] == [len(raw[i::3]) for i in range(3)]
   # Training: repeats, shuffles, fixed batch shape.
   train = pretraining.make_pretraining_dataset(outs, 16, SEQ, PREDS, True, seed=1)
   for batch in train.take(3):

@@ -58,3 +58,5 @@ def test_malformed_row_and_bad_flags_fail_clearly(tmp_path):
   for problem in ("--use_fp16 contradicts --dtype=bf16", "apply only to --task_name=xnli",
                   "--train_batch_size=2 tokens"):
     assert problem in result.stderr, result.stderr[-2000:]
+  # Budgets of phases this run does not do (no --do_eval / --do_predict) are not checked.
+  assert "--eval_batch_size" not in result.stderr and "--predict_batch_size" not in result.stderr

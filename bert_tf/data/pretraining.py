@@ -835,8 +835,10 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
       ``dynamic_masking``, where it is the number of predictions made).
     is_training: shuffle files and records, repeat forever; otherwise one ordered pass.
     input_context: a ``tf.distribute.InputContext``; files are sharded by its pipeline id.
-    num_shards, shard_index: explicit file sharding (e.g. Horovod size/rank); exclusive with
-      ``input_context``.
+    num_shards, shard_index: explicit sharding (e.g. Horovod size/rank); exclusive with
+      ``input_context``. By file when there are at least as many files as shards; otherwise
+      by record (every worker reads every file in a fixed order and keeps every N-th record:
+      disjoint and complete, at N times the reading; file order is then not shuffled).
     seed: int, for file order, record shuffling and dynamic masking.
     skip_corrupt: False: a corrupt file raises InvalidArgumentError naming it. True: the
       unreadable rest of the file is skipped, a warning printed and ``corrupt_counter``
@@ -854,22 +856,32 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
     raise ValueError("pass either input_context or num_shards/shard_index, not both")
   if input_context is not None:
     num_shards, shard_index = input_context.num_input_pipelines, input_context.input_pipeline_id
+  record_shard = None
   if num_shards is not None and num_shards > 1:
     if not 0 <= (shard_index or 0) < num_shards:
       raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
-    if len(files) < num_shards:
-      raise ValueError(f"{len(files)} input files cannot be sharded {num_shards} ways by file; "
-                       "write at least one output file per worker (--output_file a,b,...)")
-    files = files[shard_index::num_shards]
+    if len(files) >= num_shards:
+      files = files[shard_index::num_shards]
+    else:
+      record_shard = (num_shards, shard_index)
+      logging.warning("%d input file(s) for %d workers: sharding by record, so every worker "
+                      "reads all of them; write at least one file per worker (--output_file "
+                      "a,b,...) to shard by file instead", len(files), num_shards)
   sizes = [tf.io.gfile.stat(f).length for f in files]
 
   ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
-  if is_training:
+  if is_training and record_shard is None:
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
   ds = ds.interleave(
       lambda path, size: _file_records(path, size, skip_corrupt, corrupt_counter),
       cycle_length=min(cycle_length, len(files)), block_length=1,
-      num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training or seed is not None)
+      num_parallel_calls=tf.data.AUTOTUNE,
+      # By-record sharding needs the same record order on every worker.
+      deterministic=record_shard is not None or not is_training or seed is not None)
+  if record_shard is not None:
+    ds = ds.shard(*record_shard)
+    if is_training:
+      ds = ds.repeat()
   if is_training:
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   ds = ds.batch(batch_size, drop_remainder=is_training if drop_remainder is None else drop_remainder)
