@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -44,6 +44,10 @@ class Runtime:
   all_workers_save: bool = False     # MWMS: every worker takes part in a save (non-chiefs
                                      # write to a scratch directory that is then removed)
   description: str = ""
+  # MultiWorkerMirrored: (checkpoint_manager, save_fn, exit_fn) -> TensorFlow's own
+  # PreemptionCheckpointHandler, which agrees a step over the coordination service when any
+  # worker gets SIGTERM. None elsewhere: the trainer then agrees through ``any_worker``.
+  preemption_handler: Optional[Callable] = None
 
   def any_worker(self, flag: bool) -> bool:
     """True on every worker if any worker says True (a collective, see sum_over_workers)."""
@@ -78,13 +82,14 @@ def _replica_id():
 
 
 def _strategy_runtime(strategy, description, is_chief=True, worker_index=0,
-                      all_workers_save=False,
-                      sum_over_workers=lambda array: np.asarray(array)) -> Runtime:
+                      all_workers_save=False, sum_over_workers=lambda array: np.asarray(array),
+                      preemption_handler=None) -> Runtime:
   return Runtime(strategy=strategy, num_replicas=strategy.num_replicas_in_sync,
                  is_chief=is_chief, input_shard=(1, 0), all_reduce_sum=_replica_all_reduce_sum,
                  replica_index=_replica_id, broadcast_initial_state=lambda variables: None,
                  worker_index=worker_index, all_workers_save=all_workers_save,
-                 sum_over_workers=sum_over_workers, description=description)
+                 sum_over_workers=sum_over_workers, description=description,
+                 preemption_handler=preemption_handler)
 
 
 def _multi_worker_runtime(collective: str) -> Runtime:
@@ -119,11 +124,17 @@ def _multi_worker_runtime(collective: str) -> Runtime:
 
     return _sum(strategy.experimental_distribute_values_from_function(value)).numpy()
 
+  def preemption_handler(manager, save_fn, exit_fn):
+    return tf.distribute.experimental.PreemptionCheckpointHandler(
+        resolver, manager, termination_config=tf.distribute.experimental.TerminationConfig(
+            save_fn=save_fn, exit_fn=exit_fn))
+
   return _strategy_runtime(
       strategy, f"multi-worker mirrored: {task_type} {task_id} of {workers} workers, "
       f"{strategy.num_replicas_in_sync} replicas, {collective} collectives",
       is_chief=is_chief, worker_index=task_id if task_type == "worker" else 0,
-      all_workers_save=True, sum_over_workers=sum_over_workers)
+      all_workers_save=True, sum_over_workers=sum_over_workers,
+      preemption_handler=preemption_handler)
 
 
 def _horovod_runtime(fp16_compression: bool) -> Runtime:

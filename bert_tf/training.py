@@ -158,7 +158,11 @@ class TerminationNotice:
   """Turns SIGTERM (a scheduler's or a spot instance's announced preemption) into a flag the
   loop checks at its next boundary, so the job saves a checkpoint and exits cleanly instead of
   dying mid-step. Workers agree through ``runtime.any_worker`` so they all stop at the same
-  step even when only one of them was signalled."""
+  step even when only one of them was signalled.
+
+  Used where TensorFlow's PreemptionCheckpointHandler does not apply: one device, Mirrored
+  and Horovod (the handler agrees over tf.distribute's coordination service, which Horovod
+  jobs do not run). MultiWorkerMirrored uses the handler (``runtime.preemption_handler``)."""
 
   def __init__(self):
     self.requested = False
@@ -269,6 +273,7 @@ class Pretrainer:
         checkpoint_name="ckpt", step_counter=self.global_step)
     self._train_loop = None
     self._last_saved_step = None
+    self._handler, self._target = None, None  # PreemptionCheckpointHandler, made in train()
 
   # --- state -------------------------------------------------------------------------------
 
@@ -395,7 +400,8 @@ class Pretrainer:
       self._train_loop = self._make_train_loop()
     writer = MetricsWriter(cfg.output_dir, self.runtime.is_chief)
     watchdog = StallWatchdog(cfg.stall_timeout_secs)
-    notice = TerminationNotice()
+    handler = self._preemption_handler(target)
+    notice = TerminationNotice() if handler is None else None
     examples_per_step = cfg.train_batch_size
     tokens_per_step = cfg.train_batch_size * cfg.max_seq_length
     step, metrics = start, {}
@@ -438,19 +444,46 @@ class Pretrainer:
           logging.info("eval at step %d: masked_lm_accuracy %.4f, next_sentence_accuracy %.4f",
                        step, results["masked_lm_accuracy"], results["next_sentence_accuracy"])
           watchdog.ping()
-        if self.runtime.any_worker(notice.requested) and step < target:
-          if self._last_saved_step != step:  # the same decision on every worker
-            self._save(step)
-          logging.warning("termination requested (SIGTERM): checkpoint at step %d written, "
-                          "exiting; run the same command again to resume", step)
-          raise Preempted(step, self.manager.latest_checkpoint)
+        if handler is not None:  # saves and calls _stop_preempted when a worker got SIGTERM
+          handler.save_checkpoint_if_preempted()
+        elif self.runtime.any_worker(notice.requested) and step < target:
+          self._save_preempted()
+          self._stop_preempted(target)
     finally:
-      notice.restore()
+      if notice is not None:
+        notice.restore()
       watchdog.stop()
       writer.close()
     if step >= cfg.num_train_steps:
       self.export_encoder()
     return metrics
+
+  def _preemption_handler(self, target: int):
+    """TensorFlow's PreemptionCheckpointHandler where the runtime has one (MultiWorkerMirrored),
+    made once per trainer: it restores the latest checkpoint again (the one just restored)
+    and adds its run counter to the checkpoint."""
+    if self.runtime.preemption_handler is None:
+      return None
+    self._target = target
+    if self._handler is None:
+      self._handler = self.runtime.preemption_handler(
+          self.manager, save_fn=lambda *args, **kwargs: self._save_preempted(),
+          exit_fn=lambda: self._stop_preempted(self._target))
+    return self._handler
+
+  def _save_preempted(self):
+    step = int(self.global_step.numpy())
+    if self._last_saved_step != step:  # the same decision on every worker
+      self._save(step)
+
+  def _stop_preempted(self, target: int):
+    step = int(self.global_step.numpy())
+    if step >= target:  # the agreed step was the last one: finish normally
+      logging.warning("termination requested (SIGTERM) at the last step %d: finishing", step)
+      return
+    logging.warning("termination requested (SIGTERM): checkpoint at step %d written, "
+                    "exiting; run the same command again to resume", step)
+    raise Preempted(step, self.manager.latest_checkpoint)
 
   def _check_health(self, values, metrics):
     cfg = self.config

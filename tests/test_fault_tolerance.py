@@ -189,7 +189,9 @@ def test_frozen_worker_makes_the_job_exit_instead_of_hanging(tmp_path, backend):
 
 @pytest.mark.parametrize("backend", ["multi_worker_mirrored", "horovod"])
 def test_sigterm_to_one_worker_checkpoints_and_stops_every_worker(tmp_path, backend):
-  """An announced termination: all workers agree, save at the same step and exit 143."""
+  """An announced termination: all workers agree, save at the same step and exit 143
+  (MultiWorkerMirrored through TensorFlow's PreemptionCheckpointHandler, Horovod through
+  our SIGTERM flag and an allreduce)."""
   if backend == "horovod":
     pytest.importorskip("horovod.tensorflow", reason="Horovod not installed")
   job = _Backend(backend, tmp_path)
@@ -202,6 +204,9 @@ def test_sigterm_to_one_worker_checkpoints_and_stops_every_worker(tmp_path, back
   logs = "\n".join(f.read_text() for f in sorted(log_dir.iterdir()))
   if backend == "multi_worker_mirrored":
     assert all(code == 143 for code in codes), (codes, logs[-3000:])
+    # TensorFlow's own PreemptionCheckpointHandler agreed the step and saved on each worker.
+    for log in sorted(log_dir.iterdir()):
+      assert "PreemptionCheckpointHandler: checkpoint saved" in log.read_text(), log
   else:  # horovodrun reports a rank's non-zero exit as its own failure
     assert codes != [0] and "Exit code: 143" in logs, (codes, logs[-3000:])
   assert logs.count("termination requested (SIGTERM)") == 2
