@@ -15,7 +15,7 @@ from absl import logging
 import tensorflow as tf
 
 from bert_tf import distribution, tokenization, training
-from bert_tf.data import pretraining as pretraining_data
+from bert_tf.data import pretraining_input
 from flags import common as common_flags
 from flags import pretraining as pretraining_flags
 
@@ -27,10 +27,11 @@ def _dataset_fn(config: training.TrainConfig, patterns: str, is_training: bool):
   """(input_context, batch_size) -> batched dataset of google's features."""
   masking = None
   if FLAGS.dynamic_masking:
-    masking = pretraining_data.DynamicMasking.from_vocab(tokenization.load_vocab(FLAGS.vocab_file))
+    masking = pretraining_input.DynamicMasking.from_vocab(
+        tokenization.load_vocab(FLAGS.vocab_file))
 
   def fn(context, batch_size):
-    return pretraining_data.make_pretraining_dataset(
+    return pretraining_input.make_pretraining_dataset(
         patterns, batch_size=batch_size, max_seq_length=config.max_seq_length,
         max_predictions_per_seq=config.max_predictions_per_seq, is_training=is_training,
         input_context=context, seed=config.seed, skip_corrupt=FLAGS.skip_corrupt_records,

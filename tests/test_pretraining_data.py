@@ -13,7 +13,7 @@ from official.nlp.data import create_pretraining_data as reference
 from official.nlp.tools import tokenization as reference_tokenization
 
 from bert_tf import tokenization, vocab as vocab_lib
-from bert_tf.data import demo, pretraining, text
+from bert_tf.data import demo, pretraining, pretraining_input, text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQ, PREDS = 64, 10
@@ -112,7 +112,7 @@ def test_statistics_match_reference_with_parallel_chunks(corpus, whole_word):
 def test_reader_batches(corpus):
   outs, stats = _ours(corpus, "read", 3, False, shards=2)
   raw = [e for p in outs for e in _records(p)]
-  ds = pretraining.make_pretraining_dataset(",".join(outs), 8, SEQ, PREDS, is_training=False)
+  ds = pretraining_input.make_pretraining_dataset(",".join(outs), 8, SEQ, PREDS, is_training=False)
   batches = list(ds)
   assert sum(int(b["input_ids"].shape[0]) for b in batches) == stats["instances"] == len(raw)
   b = batches[0]
@@ -124,24 +124,24 @@ def test_reader_batches(corpus):
   first = raw[0].features.feature  # interleave takes file 0's first record first
   assert b["input_ids"][0].numpy().tolist() == list(first["input_ids"].int64_list.value)
   # Sharding by file: two shards are disjoint and cover everything.
-  shards = [list(pretraining.make_pretraining_dataset(outs, 1000, SEQ, PREDS, False,
+  shards = [list(pretraining_input.make_pretraining_dataset(outs, 1000, SEQ, PREDS, False,
                                                       num_shards=2, shard_index=i))
             for i in range(2)]
   assert [sum(int(x["input_ids"].shape[0]) for x in s) for s in shards] == [
       len(_records(outs[0])), len(_records(outs[1]))]
   context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
-  via_context = list(pretraining.make_pretraining_dataset(outs, 1000, SEQ, PREDS, False,
+  via_context = list(pretraining_input.make_pretraining_dataset(outs, 1000, SEQ, PREDS, False,
                                                           input_context=context))
   assert via_context[0]["input_ids"].numpy().tolist() == shards[1][0]["input_ids"].numpy().tolist()
   # Fewer files than workers: by record, still disjoint and complete.
-  records = [list(pretraining.make_pretraining_dataset(outs, 1, SEQ, PREDS, False,
+  records = [list(pretraining_input.make_pretraining_dataset(outs, 1, SEQ, PREDS, False,
                                                        num_shards=3, shard_index=i))
              for i in range(3)]
   seen = sorted(tuple(b["input_ids"][0].numpy().tolist()) for shard in records for b in shard)
   assert seen == sorted(tuple(e.features.feature["input_ids"].int64_list.value) for e in raw)
   assert [len(shard) for shard in records] == [len(raw[i::3]) for i in range(3)]
   # Training: repeats, shuffles, fixed batch shape.
-  train = pretraining.make_pretraining_dataset(outs, 16, SEQ, PREDS, True, seed=1)
+  train = pretraining_input.make_pretraining_dataset(outs, 16, SEQ, PREDS, True, seed=1)
   for batch in train.take(3):
     assert batch["input_ids"].shape == (16, SEQ)
 
@@ -149,10 +149,10 @@ def test_reader_batches(corpus):
 def test_reader_shape_mismatch_names_both_values(corpus):
   outs, _ = _ours(corpus, "shape", 3, False, dupe_factor=1)
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"input_ids of length 64.*--max_seq_length is 128"):
-    next(iter(pretraining.make_pretraining_dataset(outs, 4, 128, PREDS, False)))
+    next(iter(pretraining_input.make_pretraining_dataset(outs, 4, 128, PREDS, False)))
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r"masked_lm_\w+ of length 10.*--max_predictions_per_seq is 20"):
-    next(iter(pretraining.make_pretraining_dataset(outs, 4, SEQ, 20, False)))
+    next(iter(pretraining_input.make_pretraining_dataset(outs, 4, SEQ, 20, False)))
 
 
 def test_corrupt_record_named_or_skipped_and_counted(corpus, tmp_path):
@@ -163,10 +163,10 @@ def test_corrupt_record_named_or_skipped_and_counted(corpus, tmp_path):
   bad.write_bytes(bytes(data))
   files = f"{bad},{outs[1]}"
   with pytest.raises(tf.errors.InvalidArgumentError, match="corrupt TFRecord file .*bad.tfrecord"):
-    for _ in pretraining.make_pretraining_dataset(files, 4, SEQ, PREDS, False):
+    for _ in pretraining_input.make_pretraining_dataset(files, 4, SEQ, PREDS, False):
       pass
   counter = tf.Variable(0, dtype=tf.int64)
-  ds = pretraining.make_pretraining_dataset(files, 4, SEQ, PREDS, False, skip_corrupt=True,
+  ds = pretraining_input.make_pretraining_dataset(files, 4, SEQ, PREDS, False, skip_corrupt=True,
                                             corrupt_counter=counter)
   n = sum(int(b["input_ids"].shape[0]) for b in ds)
   assert int(counter.numpy()) == 1
@@ -176,10 +176,11 @@ def test_corrupt_record_named_or_skipped_and_counted(corpus, tmp_path):
 def test_dynamic_masking(corpus):
   outs, _ = _ours(corpus, "unmasked", 5, False, dupe_factor=1, preds=0)
   vocab = tokenization.load_vocab(str(corpus / "vocab.txt"))
-  masking = pretraining.DynamicMasking.from_vocab(vocab)
-  ds = pretraining.make_pretraining_dataset(outs, 64, SEQ, PREDS, False, dynamic_masking=masking,
-                                            seed=3)
-  plain = pretraining.make_pretraining_dataset(outs, 64, SEQ, 0, False)
+  masking = pretraining_input.DynamicMasking.from_vocab(vocab)
+  ds = pretraining_input.make_pretraining_dataset(outs, 64, SEQ, PREDS, False,
+                                                  dynamic_masking=masking,
+                                                  seed=3)
+  plain = pretraining_input.make_pretraining_dataset(outs, 64, SEQ, 0, False)
   masked_count = real = mask_hits = kept = 0
   for b, p in zip(ds, plain):
     ids, orig = b["input_ids"].numpy(), p["input_ids"].numpy()
@@ -257,7 +258,7 @@ def test_prepare_demo_data_is_idempotent(tmp_path):
   assert again["reused"] and os.path.getmtime(first["paths"]["vocab"][0]) == mtime
   with pytest.raises(FileExistsError, match="other settings"):
     demo.prepare_demo_data(str(tmp_path), demo.DemoSettings(vocab_size=1000))
-  batch = next(iter(pretraining.make_pretraining_dataset(
+  batch = next(iter(pretraining_input.make_pretraining_dataset(
       first["paths"]["train"], 4, 64, 8, is_training=True, seed=0)))
   assert batch["input_ids"].shape == (4, 64)
   # A stray output without settings.json is never overwritten silently.
