@@ -17,9 +17,10 @@ cannot poison the next try and each peak is measured from a clean process.
 Prints the seed's table: Baseline (recompute none), Recompute (each mode), +x%.
 
 How the budget is enforced on CPU: the parent polls the child's resident set (psutil, every
-20 ms) and kills it as soon as it exceeds the budget; after the child ends, the kernel's exact
-peak for that child (``os.wait4`` -> ``ru_maxrss``) decides, so a spike shorter than the
-polling interval still counts as a failure. RLIMIT_AS is not used: TensorFlow reserves far more
+20 ms) and kills it as soon as it exceeds the budget; after a try completes, the child's own
+high-water mark (``VmHWM``, reported by the worker) decides, so a spike shorter than the
+polling interval still counts as a failure. (``os.wait4``'s ``ru_maxrss`` is not used for
+that: it also counts the forking parent's size, which a large parent such as pytest inflates.) RLIMIT_AS is not used: TensorFlow reserves far more
 virtual address space than it touches (thread stacks, arenas, oneDNN), so an address-space
 limit fails on unrelated reservations long before resident memory reaches the budget, and an
 out-of-memory inside TensorFlow then aborts the process instead of failing cleanly.

@@ -11,7 +11,7 @@ in-memory repeating dataset and runs its real train loop (``_make_train_loop``:
 ``iterations_per_loop`` optimizer steps per ``tf.function`` call), then prints one line
 ``RESULT {json}`` with:
 
-  peak_bytes       this process's peak resident set (``getrusage(RUSAGE_SELF).ru_maxrss``) on
+  peak_bytes       this process's peak resident set (``VmHWM`` from /proc/self/status) on
                    CPU; on a GPU, TensorFlow's allocator peak for GPU:0 (``get_memory_info``).
   tensor_peak_bytes  TensorFlow's allocator peak (live tensors) during the step(s), from
                    ``get_memory_info`` (CPU:0 or GPU:0), reset after the build.
