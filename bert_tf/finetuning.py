@@ -29,8 +29,9 @@ from bert_tf.configs import BertConfig
 from bert_tf.data import classifier as data
 from bert_tf.distribution import Runtime
 from bert_tf.modeling import BertClassifier, BertEncoder
-from bert_tf.training import (MetricsWriter, TrainingDivergedError, _format_eta, accumulate,
-                              reduce_and_apply)
+from bert_tf.training import (MetricsWriter, StallWatchdog, TerminationGuard,
+                              TrainingDivergedError, _format_eta, accumulate, reduce_and_apply,
+                              save_checkpoint)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,7 @@ class FinetuneConfig:
   use_xla: bool = False
   initial_loss_scale: float = 2.0 ** 15
   max_consecutive_skips: int = 20
+  stall_timeout_secs: float = 1800.0  # no loop call finished for this long: dump stacks, exit
   classifier_dropout: Optional[float] = None  # None: the config's hidden_dropout_prob
 
   def batching(self, batch_size: int) -> dict:
@@ -154,6 +156,9 @@ class ClassifierTrainer:
     self.optimizer = None
     self._restored = False
     self._forward = None
+    self._termination = None  # TerminationGuard, made with the training checkpoint manager
+    self._train_manager = None
+    self._last_saved_step = None
 
   # --- state -------------------------------------------------------------------------------
 
@@ -295,7 +300,9 @@ class ClassifierTrainer:
           optimization.create_optimizer(self.optimizer_config), cfg.dtype,
           initial_scale=cfg.initial_loss_scale)
     start = self.restore(init_checkpoint, with_optimizer=True)
-    manager = self._manager(with_optimizer=True)
+    if self._train_manager is None:  # one per trainer: the termination guard keeps it
+      self._train_manager = self._manager(with_optimizer=True)
+    manager = self._train_manager
     target = num_steps if stop_after_steps is None else min(num_steps, start + stop_after_steps)
     if start >= target:
       logging.info("training already done: step %d of %d", start, num_steps)
@@ -304,7 +311,12 @@ class ClassifierTrainer:
     iterator = iter(self._distribute(features, steps, cfg.gradient_accumulation_steps, start,
                                      pad_to))
     train_loop = self._make_train_loop()
+    if self._termination is None:
+      self._termination = TerminationGuard(
+          self.runtime, manager, lambda: self._save_if_new(manager),
+          lambda: int(self.global_step.numpy()))
     writer = MetricsWriter(cfg.output_dir, self.runtime.is_chief)
+    watchdog = StallWatchdog(cfg.stall_timeout_secs)
     logging.info("fine-tuning %s on %d examples: steps %d -> %d (%.3g epochs), %s per step = "
                  "%d replica(s) x %d accumulation, %s, recompute=%s", self.task.name,
                  len(features), start, num_steps, cfg.num_train_epochs,
@@ -313,34 +325,38 @@ class ClassifierTrainer:
                  cfg.recompute)
     step, metrics = start, {}
     timed, timed_steps, timed_seconds, first = np.zeros(5), 0, 0.0, True
-    try:
-      while step < target:
-        n = min(cfg.iterations_per_loop, target - step,
-                cfg.save_checkpoints_steps - step % cfg.save_checkpoints_steps)
-        began = time.perf_counter()
-        totals = train_loop(iterator, tf.constant(n)).numpy()
-        elapsed = time.perf_counter() - began
-        step = int(self.global_step.numpy())
-        if not first:  # the first call traces: left out of the speed figures
-          timed, timed_steps, timed_seconds = timed + totals, timed_steps + n, \
-              timed_seconds + elapsed
-        first = False
-        rate = timed / timed_seconds if timed_seconds else np.full(5, float("nan"))
-        metrics = {
-            "loss": float(totals[0] / n), "grad_norm": float(totals[4] / n),
-            "learning_rate": self._learning_rate(), "loss_scale": self._loss_scale(),
-            "epoch": round(step / num_steps * cfg.num_train_epochs, 4),
-            "examples_per_sec": float(rate[1]), "tokens_per_sec": float(rate[2]),
-            # real tokens / padded tokens: what token-budget batching improves
-            "padding_efficiency": float(totals[2] / max(totals[3], 1.0)),
-            "eta": _format_eta((target - step) * timed_seconds / timed_steps)
-                   if timed_steps else "n/a"}
-        writer.write(step, metrics)
-        self._check_health(metrics)
-        if step % cfg.save_checkpoints_steps == 0 or step >= target:
-          self._save(manager, step)
-    finally:
-      writer.close()
+    with self._termination.watching(target) as guard:
+      try:
+        while step < target:
+          n = min(cfg.iterations_per_loop, target - step,
+                  cfg.save_checkpoints_steps - step % cfg.save_checkpoints_steps)
+          began = time.perf_counter()
+          totals = train_loop(iterator, tf.constant(n)).numpy()
+          elapsed = time.perf_counter() - began
+          watchdog.ping()
+          step = int(self.global_step.numpy())
+          if not first:  # the first call traces: left out of the speed figures
+            timed, timed_steps, timed_seconds = timed + totals, timed_steps + n, \
+                timed_seconds + elapsed
+          first = False
+          rate = timed / timed_seconds if timed_seconds else np.full(5, float("nan"))
+          metrics = {
+              "loss": float(totals[0] / n), "grad_norm": float(totals[4] / n),
+              "learning_rate": self._learning_rate(), "loss_scale": self._loss_scale(),
+              "epoch": round(step / num_steps * cfg.num_train_epochs, 4),
+              "examples_per_sec": float(rate[1]), "tokens_per_sec": float(rate[2]),
+              # real tokens / padded tokens: what token-budget batching improves
+              "padding_efficiency": float(totals[2] / max(totals[3], 1.0)),
+              "eta": _format_eta((target - step) * timed_seconds / timed_steps)
+                     if timed_steps else "n/a"}
+          writer.write(step, metrics)
+          self._check_health(metrics)
+          if step % cfg.save_checkpoints_steps == 0 or step >= target:
+            self._save(manager, step)
+          guard.check()
+      finally:
+        watchdog.stop()
+        writer.close()
     return metrics
 
   def _learning_rate(self) -> float:
@@ -361,8 +377,13 @@ class ClassifierTrainer:
           f"{cfg.output_dir} are kept.")
 
   def _save(self, manager, step):
-    if self.runtime.is_chief:
-      logging.info("saved %s", manager.save(checkpoint_number=step))
+    self._last_saved_step = step
+    save_checkpoint(self.runtime, manager, step, self.config.output_dir)
+
+  def _save_if_new(self, manager):
+    step = int(self.global_step.numpy())
+    if self._last_saved_step != step:  # the same decision on every worker
+      self._save(manager, step)
 
   # --- inference ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ on the same global batch" and "K x B accumulated = one batch of K*B" hold to rou
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import faulthandler
 import json
@@ -179,6 +180,83 @@ class TerminationNotice:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+class TerminationGuard:
+  """Honours an announced termination at the training loop's boundaries, the same way for
+  pretraining and fine-tuning: when any worker gets SIGTERM, every worker saves a checkpoint
+  at one agreed step and raises ``Preempted`` (exit 143).
+
+  MultiWorkerMirrored: TensorFlow's PreemptionCheckpointHandler (``runtime.preemption_handler``)
+  agrees the step and calls our save and exit functions. Elsewhere: a ``TerminationNotice`` per
+  ``train()`` call, agreed with ``runtime.any_worker``. Make one guard per trainer (the handler
+  restores the latest checkpoint when made and adds its run counter to the checkpoint), and
+  wrap each ``train()`` loop in ``with guard.watching(target):``.
+
+  Args:
+    runtime: the ``distribution.Runtime``.
+    manager: the trainer's ``tf.train.CheckpointManager``.
+    save_if_new: () -> None; saves the current step unless it was just saved (every worker
+      calls it, so MultiWorkerMirrored's collective saves line up).
+    current_step: () -> int.
+  """
+
+  def __init__(self, runtime, manager, save_if_new: Callable[[], None],
+               current_step: Callable[[], int]):
+    self.runtime, self.manager = runtime, manager
+    self._save_if_new, self._current_step = save_if_new, current_step
+    self._handler, self._notice, self._target = None, None, None
+
+  @contextlib.contextmanager
+  def watching(self, target: int):
+    self._target = target
+    if self.runtime.preemption_handler is not None:
+      if self._handler is None:
+        self._handler = self.runtime.preemption_handler(
+            self.manager, save_fn=lambda *args, **kwargs: self._save_if_new(),
+            exit_fn=self._stop)
+    else:
+      self._notice = TerminationNotice()
+    try:
+      yield self
+    finally:
+      if self._notice is not None:
+        self._notice.restore()
+        self._notice = None
+
+  def check(self):
+    """Call on every worker after each loop call; raises Preempted to stop."""
+    if self._handler is not None:  # saves and calls _stop when a worker got SIGTERM
+      self._handler.save_checkpoint_if_preempted()
+    elif self.runtime.any_worker(self._notice.requested) and self._current_step() < self._target:
+      self._save_if_new()
+      self._stop()
+
+  def _stop(self):
+    step = self._current_step()
+    if step >= self._target:  # the agreed step was the last one: finish normally
+      logging.warning("termination requested (SIGTERM) at the last step %d: finishing", step)
+      return
+    logging.warning("termination requested (SIGTERM): checkpoint at step %d written, "
+                    "exiting; run the same command again to resume", step)
+    raise Preempted(step, self.manager.latest_checkpoint)
+
+
+def save_checkpoint(runtime, manager: tf.train.CheckpointManager, step: int,
+                    output_dir: str) -> Optional[str]:
+  """The chief writes ``manager``'s checkpoint; under MultiWorkerMirrored the other workers
+  take part in the save (it may run collectives) into a scratch directory removed at once."""
+  if runtime.is_chief:
+    # CheckpointManager writes the data and index files first and then atomically replaces
+    # the "checkpoint" state file: a crash mid-save leaves the previous checkpoint current.
+    path = manager.save(checkpoint_number=step)
+    logging.info("saved %s", path)
+    return path
+  if runtime.all_workers_save:
+    scratch = os.path.join(output_dir, f".worker_{runtime.worker_index}_tmp")
+    tf.train.CheckpointManager(manager.checkpoint, scratch, max_to_keep=1).save(step)
+    shutil.rmtree(scratch, ignore_errors=True)
+  return None
+
+
 def accumulate(micro_step, k_steps: int):
   """Sums ``micro_step(k) -> (grads, sums)`` over k in [0, K) inside the replica function."""
   grads, sums = micro_step(0)
@@ -273,7 +351,8 @@ class Pretrainer:
         checkpoint_name="ckpt", step_counter=self.global_step)
     self._train_loop = None
     self._last_saved_step = None
-    self._handler, self._target = None, None  # PreemptionCheckpointHandler, made in train()
+    self.termination = TerminationGuard(runtime, self.manager, self._save_if_new,
+                                        lambda: int(self.global_step.numpy()))
 
   # --- state -------------------------------------------------------------------------------
 
@@ -400,8 +479,6 @@ class Pretrainer:
       self._train_loop = self._make_train_loop()
     writer = MetricsWriter(cfg.output_dir, self.runtime.is_chief)
     watchdog = StallWatchdog(cfg.stall_timeout_secs)
-    handler = self._preemption_handler(target)
-    notice = TerminationNotice() if handler is None else None
     examples_per_step = cfg.train_batch_size
     tokens_per_step = cfg.train_batch_size * cfg.max_seq_length
     step, metrics = start, {}
@@ -411,79 +488,52 @@ class Pretrainer:
                  "micro-batch x %d accumulation, %s, recompute=%s", self.runtime.description,
                  start, target, cfg.train_batch_size, self.runtime.num_replicas,
                  self.micro_batch, cfg.gradient_accumulation_steps, cfg.dtype, cfg.recompute)
-    try:
-      while step < target:
-        # Loop boundaries fall on checkpoint steps, so saves happen exactly every N steps.
-        n = min(cfg.iterations_per_loop, target - step,
-                cfg.save_checkpoints_steps - step % cfg.save_checkpoints_steps)
-        began = time.perf_counter()
-        values = self._train_loop(iterator, tf.constant(n)).numpy()
-        elapsed = time.perf_counter() - began
-        watchdog.ping()
-        step = int(self.global_step.numpy())
-        if warmup_done:  # the first call includes tracing: excluded from the speed figures
-          timed_steps += n
-          timed_seconds += elapsed
-        warmup_done = True
-        rate = timed_steps / timed_seconds if timed_seconds else float("nan")
-        metrics = {
-            "loss": float(values[0]), "masked_lm_loss": float(values[1]),
-            "next_sentence_loss": float(values[2]), "grad_norm": float(values[3]),
-            "learning_rate": self.learning_rate(), "loss_scale": self.loss_scale(),
-            "skipped_steps": int(self.skipped_steps.numpy()),
-            "steps_per_sec": rate, "examples_per_sec": rate * examples_per_step,
-            "tokens_per_sec": rate * tokens_per_step,
-            "eta": _format_eta((target - step) / rate) if timed_seconds else "n/a"}
-        writer.write(step, metrics)
-        self._check_health(values, metrics)
-        if step % cfg.save_checkpoints_steps == 0 or step >= target:
-          self._save(step)
-        if (cfg.eval_every_steps and self.eval_dataset_fn is not None
-            and step % cfg.eval_every_steps == 0):
-          results = self.evaluate()
-          logging.info("eval at step %d: masked_lm_accuracy %.4f, next_sentence_accuracy %.4f",
-                       step, results["masked_lm_accuracy"], results["next_sentence_accuracy"])
+    with self.termination.watching(target) as guard:
+      try:
+        while step < target:
+          # Loop boundaries fall on checkpoint steps, so saves happen exactly every N steps.
+          n = min(cfg.iterations_per_loop, target - step,
+                  cfg.save_checkpoints_steps - step % cfg.save_checkpoints_steps)
+          began = time.perf_counter()
+          values = self._train_loop(iterator, tf.constant(n)).numpy()
+          elapsed = time.perf_counter() - began
           watchdog.ping()
-        if handler is not None:  # saves and calls _stop_preempted when a worker got SIGTERM
-          handler.save_checkpoint_if_preempted()
-        elif self.runtime.any_worker(notice.requested) and step < target:
-          self._save_preempted()
-          self._stop_preempted(target)
-    finally:
-      if notice is not None:
-        notice.restore()
-      watchdog.stop()
-      writer.close()
+          step = int(self.global_step.numpy())
+          if warmup_done:  # the first call includes tracing: excluded from the speed figures
+            timed_steps += n
+            timed_seconds += elapsed
+          warmup_done = True
+          rate = timed_steps / timed_seconds if timed_seconds else float("nan")
+          metrics = {
+              "loss": float(values[0]), "masked_lm_loss": float(values[1]),
+              "next_sentence_loss": float(values[2]), "grad_norm": float(values[3]),
+              "learning_rate": self.learning_rate(), "loss_scale": self.loss_scale(),
+              "skipped_steps": int(self.skipped_steps.numpy()),
+              "steps_per_sec": rate, "examples_per_sec": rate * examples_per_step,
+              "tokens_per_sec": rate * tokens_per_step,
+              "eta": _format_eta((target - step) / rate) if timed_seconds else "n/a"}
+          writer.write(step, metrics)
+          self._check_health(values, metrics)
+          if step % cfg.save_checkpoints_steps == 0 or step >= target:
+            self._save(step)
+          if (cfg.eval_every_steps and self.eval_dataset_fn is not None
+              and step % cfg.eval_every_steps == 0):
+            results = self.evaluate()
+            logging.info("eval at step %d: masked_lm_accuracy %.4f, next_sentence_accuracy %.4f",
+                         step, results["masked_lm_accuracy"], results["next_sentence_accuracy"])
+            watchdog.ping()
+          guard.check()
+      finally:
+        watchdog.stop()
+        writer.close()
     if step >= cfg.num_train_steps:
       self.export_encoder()
     return metrics
 
-  def _preemption_handler(self, target: int):
-    """TensorFlow's PreemptionCheckpointHandler where the runtime has one (MultiWorkerMirrored),
-    made once per trainer: it restores the latest checkpoint again (the one just restored)
-    and adds its run counter to the checkpoint."""
-    if self.runtime.preemption_handler is None:
-      return None
-    self._target = target
-    if self._handler is None:
-      self._handler = self.runtime.preemption_handler(
-          self.manager, save_fn=lambda *args, **kwargs: self._save_preempted(),
-          exit_fn=lambda: self._stop_preempted(self._target))
-    return self._handler
-
-  def _save_preempted(self):
+  def _save_if_new(self):
     step = int(self.global_step.numpy())
     if self._last_saved_step != step:  # the same decision on every worker
       self._save(step)
-
-  def _stop_preempted(self, target: int):
-    step = int(self.global_step.numpy())
-    if step >= target:  # the agreed step was the last one: finish normally
-      logging.warning("termination requested (SIGTERM) at the last step %d: finishing", step)
-      return
-    logging.warning("termination requested (SIGTERM): checkpoint at step %d written, "
-                    "exiting; run the same command again to resume", step)
-    raise Preempted(step, self.manager.latest_checkpoint)
 
   def _check_health(self, values, metrics):
     cfg = self.config
@@ -506,17 +556,7 @@ class Pretrainer:
 
   def _save(self, step: int):
     self._last_saved_step = step
-    if self.runtime.is_chief:
-      # CheckpointManager writes the data and index files first and then atomically replaces
-      # the "checkpoint" state file: a crash mid-save leaves the previous checkpoint current.
-      path = self.manager.save(checkpoint_number=step)
-      logging.info("saved %s", path)
-    elif self.runtime.all_workers_save:
-      # MultiWorkerMirrored: saving may run collectives, so every worker saves; non-chief
-      # workers write to a scratch directory that is removed at once.
-      scratch = os.path.join(self.config.output_dir, f".worker_{self.runtime.worker_index}_tmp")
-      tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(step)
-      shutil.rmtree(scratch, ignore_errors=True)
+    save_checkpoint(self.runtime, self.manager, step, self.config.output_dir)
 
   def export_encoder(self) -> Optional[str]:
     """Writes the encoder alone (TF2 checkpoint + bert_config.json) for fine-tuning."""

@@ -118,7 +118,7 @@ def to_configs(v):
       iterations_per_loop=v.iterations_per_loop, save_checkpoints_steps=v.save_checkpoints_steps,
       keep_checkpoint_max=v.keep_checkpoint_max, seed=v.seed, use_xla=v.use_xla,
       initial_loss_scale=v.initial_loss_scale, max_consecutive_skips=v.max_consecutive_skips,
-      classifier_dropout=v.classifier_dropout)
+      stall_timeout_secs=v.stall_timeout_secs, classifier_dropout=v.classifier_dropout)
   # google's run_classifier: AdamW, no bias correction; steps filled in from the data.
   optimizer_config = optimization.OptimizerConfig(
       name="adamw", learning_rate=v.learning_rate, num_train_steps=1, num_warmup_steps=0,

@@ -60,3 +60,42 @@ def test_malformed_row_and_bad_flags_fail_clearly(tmp_path):
     assert problem in result.stderr, result.stderr[-2000:]
   # Budgets of phases this run does not do (no --do_eval / --do_predict) are not checked.
   assert "--eval_batch_size" not in result.stderr and "--predict_batch_size" not in result.stderr
+
+
+def test_sigterm_saves_and_exits_143_then_relaunch_finishes(tmp_path):
+  """An announced termination during fine-tuning: checkpoint at the next loop boundary, exit
+  143; the same command resumes from that step and finishes."""
+  import signal
+  import time
+  import tensorflow as tf
+  paths = write_xnli_sample(tmp_path / "xnli", train=400, evals=10, languages=("en",))
+  out = tmp_path / "out"
+  args = [sys.executable, os.path.join(ROOT, "run_classifier.py"), "--task=xnli",
+          f"--data_dir={paths['data_dir']}", f"--vocab_file={paths['vocab_file']}",
+          _model(tmp_path), f"--output_dir={out}", "--do_train", "--max_seq_length=64",
+          "--train_batch_size=8", "--num_train_epochs=40", "--xnli_language=en",
+          "--iterations_per_loop=1", "--save_checkpoints_steps=25"]
+  total = 400 * 40 // 8
+  log = open(tmp_path / "first.log", "w")
+  proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + 240
+    while not (out / "ckpt-25.index").exists():
+      assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+      assert time.monotonic() < deadline, "no checkpoint within 240 s"
+      time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=90)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  text = (tmp_path / "first.log").read_text()
+  assert code == 143, text[-3000:]
+  assert "termination requested (SIGTERM)" in text
+  stopped = int(os.path.basename(tf.train.latest_checkpoint(str(out))).split("-")[1])
+  assert 25 <= stopped < total
+  result = subprocess.run(args, capture_output=True, text=True, timeout=400, cwd=ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"(step {stopped})" in result.stderr  # resumed from the termination checkpoint
+  final = int(os.path.basename(tf.train.latest_checkpoint(str(out))).split("-")[1])
+  assert final == total
