@@ -64,6 +64,8 @@ def _compare(tmp_path, reference, label):
   print(f"{label} fine-tuning: max |weight diff| {diff:.2e}, max |eval logit diff| "
         f"{logit_diff:.2e}; accuracy {got_eval['eval_accuracy']} vs {ref_eval['eval_accuracy']}")
   assert ref_eval["global_step"] >= 3  # it trained (40 varied-length examples, 160 tokens/step)
+  files = os.listdir(tmp_path / "classifier")  # the chief's checkpoints, no worker scratch
+  assert "checkpoint" in files and not any(f.startswith(".worker_") for f in files)
   assert diff <= 1e-5 and logit_diff <= 1e-5
   assert np.all(np.any(got["logits"] != 0, axis=1))  # every eval example has its logits
   for key in ("eval_accuracy", "eval_f1", "eval_loss", "global_step"):
