@@ -29,9 +29,9 @@ from bert_tf.configs import BertConfig
 from bert_tf.data import classifier as data
 from bert_tf.distribution import Runtime
 from bert_tf.modeling import BertClassifier, BertEncoder
-from bert_tf.training import (MetricsWriter, StallWatchdog, TerminationGuard,
-                              TrainingDivergedError, _format_eta, accumulate, reduce_and_apply,
-                              save_checkpoint)
+from bert_tf.fault_tolerance import CheckpointWriter, StallWatchdog, TerminationGuard
+from bert_tf.training import (MetricsWriter, TrainingDivergedError, _format_eta, accumulate,
+                              reduce_and_apply)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,9 +156,8 @@ class ClassifierTrainer:
     self.optimizer = None
     self._restored = False
     self._forward = None
-    self._termination = None  # TerminationGuard, made with the training checkpoint manager
-    self._train_manager = None
-    self._last_saved_step = None
+    # Made with the training checkpoint manager, once per trainer (see TerminationGuard).
+    self._checkpoints, self._termination = None, None
 
   # --- state -------------------------------------------------------------------------------
 
@@ -300,9 +299,11 @@ class ClassifierTrainer:
           optimization.create_optimizer(self.optimizer_config), cfg.dtype,
           initial_scale=cfg.initial_loss_scale)
     start = self.restore(init_checkpoint, with_optimizer=True)
-    if self._train_manager is None:  # one per trainer: the termination guard keeps it
-      self._train_manager = self._manager(with_optimizer=True)
-    manager = self._train_manager
+    if self._checkpoints is None:
+      self._checkpoints = CheckpointWriter(self.runtime, self._manager(with_optimizer=True),
+                                           cfg.output_dir)
+      self._termination = TerminationGuard(self._checkpoints,
+                                           lambda: int(self.global_step.numpy()))
     target = num_steps if stop_after_steps is None else min(num_steps, start + stop_after_steps)
     if start >= target:
       logging.info("training already done: step %d of %d", start, num_steps)
@@ -311,10 +312,6 @@ class ClassifierTrainer:
     iterator = iter(self._distribute(features, steps, cfg.gradient_accumulation_steps, start,
                                      pad_to))
     train_loop = self._make_train_loop()
-    if self._termination is None:
-      self._termination = TerminationGuard(
-          self.runtime, manager, lambda: self._save_if_new(manager),
-          lambda: int(self.global_step.numpy()))
     writer = MetricsWriter(cfg.output_dir, self.runtime.is_chief)
     watchdog = StallWatchdog(cfg.stall_timeout_secs)
     logging.info("fine-tuning %s on %d examples: steps %d -> %d (%.3g epochs), %s per step = "
@@ -352,7 +349,7 @@ class ClassifierTrainer:
           writer.write(step, metrics)
           self._check_health(metrics)
           if step % cfg.save_checkpoints_steps == 0 or step >= target:
-            self._save(manager, step)
+            self._checkpoints.save(step)
           guard.check()
       finally:
         watchdog.stop()
@@ -375,15 +372,6 @@ class ClassifierTrainer:
           f"{consecutive} consecutive steps with a non-finite loss or gradient (loss "
           f"{metrics['loss']}, dtype {cfg.dtype}); stopping. Checkpoints in "
           f"{cfg.output_dir} are kept.")
-
-  def _save(self, manager, step):
-    self._last_saved_step = step
-    save_checkpoint(self.runtime, manager, step, self.config.output_dir)
-
-  def _save_if_new(self, manager):
-    step = int(self.global_step.numpy())
-    if self._last_saved_step != step:  # the same decision on every worker
-      self._save(manager, step)
 
   # --- inference ---------------------------------------------------------------------------
 

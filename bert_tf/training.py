@@ -12,15 +12,10 @@ on the same global batch" and "K x B accumulated = one batch of K*B" hold to rou
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import faulthandler
 import json
 import os
 import shutil
-import signal
-import sys
-import threading
 import time
 from typing import Callable, Optional
 
@@ -32,6 +27,7 @@ import tf_keras
 from bert_tf import checkpoints, optimization, precision
 from bert_tf.configs import BertConfig
 from bert_tf.distribution import Runtime
+from bert_tf.fault_tolerance import CheckpointWriter, StallWatchdog, TerminationGuard
 from bert_tf.modeling import BertEncoder, BertPretrainer, pretraining_losses
 
 FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
@@ -105,156 +101,6 @@ class MetricsWriter:
     if self.enabled:
       self._jsonl.close()
       self._summary.close()
-
-
-class StallWatchdog:
-  """Exits the process when training stops making progress, instead of hanging forever.
-
-  A collective waiting on a dead or frozen peer can block indefinitely; the engines' own
-  detection (MWMS health checks, horovodrun's process monitoring) usually ends the job first,
-  and this is the backstop. ``ping()`` after every loop call; if none comes within the
-  timeout (three times longer for the first call, which traces the graph), every thread's
-  stack is dumped to stderr and the process exits with ``EXIT_CODE``.
-  """
-
-  EXIT_CODE = 75
-
-  def __init__(self, timeout_secs: float, what: str = "training step"):
-    self.timeout = timeout_secs
-    self.what = what
-    self._deadline = time.monotonic() + 3 * timeout_secs
-    self._stop = threading.Event()
-    self._thread = None
-    if timeout_secs > 0:
-      self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
-      self._thread.start()
-
-  def ping(self):
-    self._deadline = time.monotonic() + self.timeout
-
-  def stop(self):
-    self._stop.set()
-
-  def _watch(self):
-    while not self._stop.wait(1.0):
-      if time.monotonic() > self._deadline:
-        sys.stderr.write(f"\n[watchdog] no {self.what} finished within {self.timeout:.0f}s "
-                         "(a dead or stalled peer?). Stacks of all threads:\n")
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        sys.stderr.flush()
-        os._exit(self.EXIT_CODE)  # a hung collective cannot be unwound; leave now
-
-
-class Preempted(SystemExit):
-  """An announced termination (SIGTERM) was honoured: a checkpoint was written, then exit."""
-
-  EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job
-
-  def __init__(self, step: int, path: Optional[str]):
-    super().__init__(self.EXIT_CODE)
-    self.step, self.path = step, path
-
-
-class TerminationNotice:
-  """Turns SIGTERM (a scheduler's or a spot instance's announced preemption) into a flag the
-  loop checks at its next boundary, so the job saves a checkpoint and exits cleanly instead of
-  dying mid-step. Workers agree through ``runtime.any_worker`` so they all stop at the same
-  step even when only one of them was signalled.
-
-  Used where TensorFlow's PreemptionCheckpointHandler does not apply: one device, Mirrored
-  and Horovod (the handler agrees over tf.distribute's coordination service, which Horovod
-  jobs do not run). MultiWorkerMirrored uses the handler (``runtime.preemption_handler``)."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def restore(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-
-
-class TerminationGuard:
-  """Honours an announced termination at the training loop's boundaries, the same way for
-  pretraining and fine-tuning: when any worker gets SIGTERM, every worker saves a checkpoint
-  at one agreed step and raises ``Preempted`` (exit 143).
-
-  MultiWorkerMirrored: TensorFlow's PreemptionCheckpointHandler (``runtime.preemption_handler``)
-  agrees the step and calls our save and exit functions. Elsewhere: a ``TerminationNotice`` per
-  ``train()`` call, agreed with ``runtime.any_worker``. Make one guard per trainer (the handler
-  restores the latest checkpoint when made and adds its run counter to the checkpoint), and
-  wrap each ``train()`` loop in ``with guard.watching(target):``.
-
-  Args:
-    runtime: the ``distribution.Runtime``.
-    manager: the trainer's ``tf.train.CheckpointManager``.
-    save_if_new: () -> None; saves the current step unless it was just saved (every worker
-      calls it, so MultiWorkerMirrored's collective saves line up).
-    current_step: () -> int.
-  """
-
-  def __init__(self, runtime, manager, save_if_new: Callable[[], None],
-               current_step: Callable[[], int]):
-    self.runtime, self.manager = runtime, manager
-    self._save_if_new, self._current_step = save_if_new, current_step
-    self._handler, self._notice, self._target = None, None, None
-
-  @contextlib.contextmanager
-  def watching(self, target: int):
-    self._target = target
-    if self.runtime.preemption_handler is not None:
-      if self._handler is None:
-        self._handler = self.runtime.preemption_handler(
-            self.manager, save_fn=lambda *args, **kwargs: self._save_if_new(),
-            exit_fn=self._stop)
-    else:
-      self._notice = TerminationNotice()
-    try:
-      yield self
-    finally:
-      if self._notice is not None:
-        self._notice.restore()
-        self._notice = None
-
-  def check(self):
-    """Call on every worker after each loop call; raises Preempted to stop."""
-    if self._handler is not None:  # saves and calls _stop when a worker got SIGTERM
-      self._handler.save_checkpoint_if_preempted()
-    elif self.runtime.any_worker(self._notice.requested) and self._current_step() < self._target:
-      self._save_if_new()
-      self._stop()
-
-  def _stop(self):
-    step = self._current_step()
-    if step >= self._target:  # the agreed step was the last one: finish normally
-      logging.warning("termination requested (SIGTERM) at the last step %d: finishing", step)
-      return
-    logging.warning("termination requested (SIGTERM): checkpoint at step %d written, "
-                    "exiting; run the same command again to resume", step)
-    raise Preempted(step, self.manager.latest_checkpoint)
-
-
-def save_checkpoint(runtime, manager: tf.train.CheckpointManager, step: int,
-                    output_dir: str) -> Optional[str]:
-  """The chief writes ``manager``'s checkpoint; under MultiWorkerMirrored the other workers
-  take part in the save (it may run collectives) into a scratch directory removed at once."""
-  if runtime.is_chief:
-    # CheckpointManager writes the data and index files first and then atomically replaces
-    # the "checkpoint" state file: a crash mid-save leaves the previous checkpoint current.
-    path = manager.save(checkpoint_number=step)
-    logging.info("saved %s", path)
-    return path
-  if runtime.all_workers_save:
-    scratch = os.path.join(output_dir, f".worker_{runtime.worker_index}_tmp")
-    tf.train.CheckpointManager(manager.checkpoint, scratch, max_to_keep=1).save(step)
-    shutil.rmtree(scratch, ignore_errors=True)
-  return None
 
 
 def accumulate(micro_step, k_steps: int):
@@ -350,9 +196,8 @@ class Pretrainer:
         self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max,
         checkpoint_name="ckpt", step_counter=self.global_step)
     self._train_loop = None
-    self._last_saved_step = None
-    self.termination = TerminationGuard(runtime, self.manager, self._save_if_new,
-                                        lambda: int(self.global_step.numpy()))
+    self.checkpoints = CheckpointWriter(runtime, self.manager, config.output_dir)
+    self.termination = TerminationGuard(self.checkpoints, lambda: int(self.global_step.numpy()))
 
   # --- state -------------------------------------------------------------------------------
 
@@ -515,7 +360,7 @@ class Pretrainer:
           writer.write(step, metrics)
           self._check_health(values, metrics)
           if step % cfg.save_checkpoints_steps == 0 or step >= target:
-            self._save(step)
+            self.checkpoints.save(step)
           if (cfg.eval_every_steps and self.eval_dataset_fn is not None
               and step % cfg.eval_every_steps == 0):
             results = self.evaluate()
@@ -529,11 +374,6 @@ class Pretrainer:
     if step >= cfg.num_train_steps:
       self.export_encoder()
     return metrics
-
-  def _save_if_new(self):
-    step = int(self.global_step.numpy())
-    if self._last_saved_step != step:  # the same decision on every worker
-      self._save(step)
 
   def _check_health(self, values, metrics):
     cfg = self.config
@@ -554,16 +394,12 @@ class Pretrainer:
           f"non-finite loss {values[0]} (dtype {cfg.dtype}); stopping. The last good checkpoint "
           f"is kept: {last}")
 
-  def _save(self, step: int):
-    self._last_saved_step = step
-    save_checkpoint(self.runtime, self.manager, step, self.config.output_dir)
-
   def export_encoder(self) -> Optional[str]:
     """Writes the encoder alone (TF2 checkpoint + bert_config.json) for fine-tuning."""
     out = os.path.join(self.config.output_dir, "encoder")
     if not self.runtime.is_chief:
-      if self.runtime.all_workers_save:
-        scratch = os.path.join(self.config.output_dir, f".worker_{self.runtime.worker_index}_tmp")
+      if self.runtime.all_workers_save:  # takes part in the save, as CheckpointWriter does
+        scratch = self.checkpoints.scratch_dir
         tf.train.Checkpoint(encoder=self.model.encoder).write(os.path.join(scratch, "encoder"))
         shutil.rmtree(scratch, ignore_errors=True)
       return None
