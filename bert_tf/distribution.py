@@ -23,8 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-DISTRIBUTIONS = ("one_device", "mirrored", "multi_worker_mirrored", "horovod")
-COLLECTIVES = ("auto", "ring", "nccl")
+from bert_tf.configs import COLLECTIVES, DISTRIBUTIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,42 +25,13 @@ import tensorflow as tf
 import tf_keras
 
 from bert_tf import checkpoints, optimization, precision
-from bert_tf.configs import BertConfig
+from bert_tf.configs import BertConfig, FinetuneConfig  # noqa: F401
 from bert_tf.data import classifier as data
 from bert_tf.distribution import Runtime
 from bert_tf.modeling import BertClassifier, BertEncoder
 from bert_tf.fault_tolerance import CheckpointWriter, StallWatchdog, TerminationGuard
 from bert_tf.training import (MetricsWriter, TrainingDivergedError, _format_eta, accumulate,
                               reduce_and_apply)
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-  output_dir: str
-  train_batch_size: int = 32       # per optimizer step: examples, or tokens (batch_size_in_tokens)
-  eval_batch_size: int = 8
-  predict_batch_size: int = 8
-  batch_size_in_tokens: bool = False
-  max_seq_length: int = 128
-  num_train_epochs: float = 3.0
-  warmup_proportion: float = 0.1
-  gradient_accumulation_steps: int = 1
-  dtype: str = "fp32"
-  recompute: str = "none"
-  iterations_per_loop: int = 100   # steps per tf.function call and per log line
-  save_checkpoints_steps: int = 1000
-  keep_checkpoint_max: int = 5
-  seed: int = 12345
-  use_xla: bool = False
-  initial_loss_scale: float = 2.0 ** 15
-  max_consecutive_skips: int = 20
-  stall_timeout_secs: float = 1800.0  # no loop call finished for this long: dump stacks, exit
-  classifier_dropout: Optional[float] = None  # None: the config's hidden_dropout_prob
-
-  def batching(self, batch_size: int) -> dict:
-    """plan_steps arguments for a batch size flag's value."""
-    return ({"token_budget": batch_size} if self.batch_size_in_tokens
-            else {"batch_size": batch_size})
 
 
 # --- metrics -------------------------------------------------------------------------------

@@ -11,35 +11,14 @@ Weight decay skips LayerNorm parameters and biases, by variable name as google d
 """
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
 import tf_keras
 from official.modeling.optimization import lamb
 
+from bert_tf.configs import OPTIMIZERS, OptimizerConfig  # noqa: F401  (re-exported)
+
 # google's exclude_from_weight_decay; our variable names contain "layer_norm" and "bias".
 WEIGHT_DECAY_EXCLUDE = ("LayerNorm", "layer_norm", "bias")
-OPTIMIZERS = ("adamw", "lamb")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerConfig:
-  name: str = "adamw"            # adamw (google) | lamb
-  learning_rate: float = 1e-4
-  num_train_steps: int = 100000
-  num_warmup_steps: int = 10000
-  decay_power: float = 1.0       # 1.0 linear (google); 0.5 in NVIDIA's LAMB recipe
-  end_learning_rate: float = 0.0
-  weight_decay_rate: float = 0.01
-  beta_1: float = 0.9
-  beta_2: float = 0.999
-  epsilon: float = 1e-6
-  bias_correction: bool | None = None   # None: False for adamw (google), True for lamb
-  clip_norm: float = 1.0         # global-norm clipping of the unscaled gradients; 0 = off
-
-  def __post_init__(self):
-    if self.name not in OPTIMIZERS:
-      raise ValueError(f"optimizer is {self.name!r}; expected one of {OPTIMIZERS}")
 
 
 class WarmupPolynomialDecay(tf_keras.optimizers.schedules.LearningRateSchedule):

@@ -25,48 +25,13 @@ import tensorflow as tf
 import tf_keras
 
 from bert_tf import checkpoints, optimization, precision
-from bert_tf.configs import BertConfig
+from bert_tf.configs import BertConfig, TrainConfig, save_resolved_config  # noqa: F401
 from bert_tf.distribution import Runtime
 from bert_tf.fault_tolerance import CheckpointWriter, StallWatchdog, TerminationGuard
 from bert_tf.modeling import BertEncoder, BertPretrainer, pretraining_losses
 
 FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
             "masked_lm_weights", "next_sentence_labels")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  output_dir: str
-  train_batch_size: int = 32           # global examples per optimizer step (google's meaning)
-  max_seq_length: int = 128
-  max_predictions_per_seq: int = 20
-  num_train_steps: int = 100000
-  gradient_accumulation_steps: int = 1
-  dtype: str = "fp32"                  # fp32 | fp16 | bf16
-  recompute: str = "none"              # none | full | selective
-  iterations_per_loop: int = 100       # steps per tf.function call and per log line
-  save_checkpoints_steps: int = 1000
-  keep_checkpoint_max: int = 5
-  seed: int = 12345
-  use_xla: bool = False
-  max_consecutive_skips: int = 20      # fp16: abort after this many overflow steps in a row
-  min_loss_scale: float = 1.0          # fp16: abort if the dynamic loss scale falls below
-  initial_loss_scale: float = 2.0 ** 15  # fp16: dynamic loss scale to start from
-  eval_batch_size: int = 8
-  max_eval_steps: int = 100
-  eval_every_steps: int = 0            # also evaluate during training (at checkpoint steps)
-  stall_timeout_secs: float = 1800.0   # no loop call finished for this long: dump stacks, exit
-
-  def micro_batch_size(self, num_replicas: int) -> int:
-    return self.train_batch_size // (num_replicas * self.gradient_accumulation_steps)
-
-  def check_divisible(self, num_replicas: int) -> None:
-    parts = num_replicas * self.gradient_accumulation_steps
-    if self.train_batch_size % parts:
-      raise ValueError(
-          f"--train_batch_size={self.train_batch_size} must be divisible by replicas "
-          f"({num_replicas}) x --gradient_accumulation_steps "
-          f"({self.gradient_accumulation_steps}) = {parts}")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -463,27 +428,3 @@ class Pretrainer:
                                             if k != "global_step"})
       writer.close()
     return results
-
-
-def save_resolved_config(output_dir: str, name: str = "run_config.json", **sections) -> str:
-  """Writes the run's resolved configuration (dataclasses) as JSON into ``output_dir``.
-
-  An existing file with different content is kept as ``run_config.<n>.json`` (a resumed run
-  may change flags; the history stays readable). Returns the path written.
-  """
-  tf.io.gfile.makedirs(output_dir)
-  path = os.path.join(output_dir, name)
-  text = json.dumps({key: dataclasses.asdict(value) if dataclasses.is_dataclass(value)
-                     else value for key, value in sections.items()}, indent=2, sort_keys=True)
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      if f.read() == text:
-        return path
-    n = 1
-    stem, ext = os.path.splitext(path)
-    while tf.io.gfile.exists(f"{stem}.{n}{ext}"):
-      n += 1
-    tf.io.gfile.rename(path, f"{stem}.{n}{ext}")
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(text)
-  return path

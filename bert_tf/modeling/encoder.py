@@ -4,7 +4,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
-from bert_tf.configs import BertConfig
+from bert_tf.configs import RECOMPUTE_MODES, BertConfig
 from bert_tf.modeling import attention as attention_lib
 from bert_tf.modeling import dropout as dropout_lib
 from bert_tf.modeling.building import build_in_scope
@@ -14,7 +14,6 @@ from bert_tf.modeling.transformer import TransformerBlock
 # none: keep every activation. full: each transformer block under tf.recompute_grad (keeps
 # only block inputs). selective: the attention core (the O(S^2) scores/probs) and the FFN
 # activation are recomputed: both cheap to recompute and large to keep.
-RECOMPUTE_MODES = ("none", "full", "selective")
 
 # Model Garden's input names, accepted as aliases of google's feature names.
 _INPUT_ALIASES = {"input_word_ids": "input_ids", "input_type_ids": "segment_ids"}

@@ -1,4 +1,4 @@
-"""Model configuration: google's ``bert_config.json`` as a frozen dataclass, plus presets."""
+"""The encoder's configuration: google's ``bert_config.json`` as a frozen dataclass, plus presets."""
 from __future__ import annotations
 
 import dataclasses
