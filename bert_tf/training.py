@@ -252,6 +252,13 @@ class Pretrainer:
 
     return tf.function(loop)
 
+  def compiled_train_loop(self):
+    """(iterator, num_steps tensor) -> float32 totals; for tools that time the real loop."""
+    return self._make_train_loop()
+
+  def distributed_train_dataset(self, start_step: int = 0):
+    return self._distributed_train_dataset(start_step)
+
   # --- data --------------------------------------------------------------------------------
 
   def _distributed_train_dataset(self, start_step: int):
