@@ -1,0 +1,81 @@
+"""Subprocesses for tests, always with hard time limits: the command-line tools, the workers of
+a MultiWorkerMirrored job (TF_CONFIG on free localhost ports) and horovodrun."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_script(script, args, timeout):
+  """Runs ``ROOT/script args`` with this interpreter; a CompletedProcess with text output."""
+  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
+                        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def free_ports(n):
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(("localhost", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def tf_config(ports, index):
+  return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": index}})
+
+
+def start_workers(command, num_workers=2, env=None, log_dir=None):
+  """Starts ``command`` once per MultiWorkerMirrored worker (TF_CONFIG set per process), its
+  output to ``log_dir/worker<i>.log`` (or a pipe). Pair with ``wait_all``."""
+  ports = free_ports(num_workers)
+  procs = []
+  for i in range(num_workers):
+    worker_env = {**os.environ, **(env or {}), "TF_CONFIG": tf_config(ports, i)}
+    log = open(os.path.join(log_dir, f"worker{i}.log"), "w") if log_dir else subprocess.PIPE
+    procs.append(subprocess.Popen(command, env=worker_env, cwd=ROOT, stdout=log,
+                                  stderr=subprocess.STDOUT, text=True))
+  return procs
+
+
+def horovodrun(args, num_ranks=2):
+  """The horovodrun command line (gloo, localhost) that runs ``args`` as ``num_ranks`` ranks."""
+  run = shutil.which("horovodrun", path=os.path.dirname(sys.executable))
+  assert run, "horovod is importable but horovodrun is not next to the interpreter"
+  return [run, "-np", str(num_ranks), "-H", f"localhost:{num_ranks}", "--gloo", *args]
+
+
+def wait_all(procs, timeout):
+  """Waits for every process; kills all and fails on timeout. Returns exit codes."""
+  deadline = time.monotonic() + timeout
+  codes = []
+  try:
+    for p in procs:
+      codes.append(p.wait(timeout=max(1, deadline - time.monotonic())))
+  except subprocess.TimeoutExpired:
+    kill_all(procs)
+    raise AssertionError(f"workers still running after {timeout}s (a hang)")
+  return codes
+
+
+def kill_all(procs):
+  for p in procs:
+    if p.poll() is None:
+      p.kill()
+  for p in procs:
+    try:
+      p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+      pass
+
+
+def read_log(log_dir, i):
+  with open(os.path.join(log_dir, f"worker{i}.log")) as f:
+    return f.read()
