@@ -7,41 +7,25 @@ import sys
 import bert_tf  # noqa: F401  (Keras 2 before tensorflow)
 from absl import app
 from absl import flags as absl_flags
-import numpy as np
 import tensorflow as tf
 
 from bert_tf import checkpoints, configs, precision
-from bert_tf.modeling import BertEncoder, BertPretrainer, pretraining_losses
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from model_garden import copy_encoder_weights, model_garden_encoder, model_garden_inputs  # noqa: E402
+from bert_tf.modeling import BertEncoder, BertPretrainer
+from bert_tf.testing.model_garden import (copy_encoder_weights, model_garden_encoder,
+                                          model_garden_inputs)
+from bert_tf.testing.numerics import loss_and_gradients, max_abs_diff, max_diff
+from bert_tf.testing.synthetic import pretraining_features
 
 FLAGS = absl_flags.FLAGS
 absl_flags.DEFINE_string("output_dir", "demo_output/model_check", "where the export goes")
 absl_flags.DEFINE_string("preset", "tiny", "BERT preset (tiny, mini, small, medium, base, ...)")
 
-
-def _features(config, batch=8, seq=64, predictions=10):
-  rng = np.random.default_rng(0)
-  ids = rng.integers(0, config.vocab_size, (batch, seq), dtype=np.int32)
-  return {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": np.zeros_like(ids),
-          "masked_lm_positions": np.tile(np.arange(1, predictions + 1, dtype=np.int32), (batch, 1)),
-          "masked_lm_ids": ids[:, 1:predictions + 1],
-          "masked_lm_weights": np.ones((batch, predictions), np.float32),
-          "next_sentence_labels": np.zeros(batch, np.int32)}
-
-
-def _loss_grads(model, f):
-  with tf.GradientTape() as tape:
-    out = model(f, training=True, dropout_seed=tf.constant([1, 2], tf.int64))
-    loss = pretraining_losses(out["mlm_logits"], out["nsp_logits"], f["masked_lm_ids"],
-                              f["masked_lm_weights"], f["next_sentence_labels"])["loss"]
-  return float(loss), tape.gradient(loss, model.trainable_variables)
+SEED = tf.constant([1, 2], tf.int64)  # the same dropout masks in every model
 
 
 def main(_):
   config = configs.preset(FLAGS.preset)
-  f = _features(config)
+  f = pretraining_features(config, batch=8, seq=64, predictions=10, padded=False)
   model = BertPretrainer(BertEncoder(config))
   out_dir = FLAGS.output_dir
   prefix = os.path.join(out_dir, "bert_model.ckpt")
@@ -56,20 +40,19 @@ def main(_):
   ours = reloaded(f)
   theirs = mg(model_garden_inputs(f))
   rows = [("google checkpoint -> ours vs Model Garden BertEncoderV2 (sequence_output)",
-           np.max(np.abs(ours["sequence_output"] - theirs["sequence_output"])), 1e-5)]
-  base_loss, base_grads = _loss_grads(reloaded, f)
+           max_abs_diff(ours["sequence_output"], theirs["sequence_output"]), 1e-5)]
+  base_loss, base_grads = loss_and_gradients(reloaded, f, SEED)
   for mode in ("full", "selective"):
     m = BertPretrainer(BertEncoder(config, recompute=mode))
     m.set_weights(reloaded.get_weights())
-    loss, grads = _loss_grads(m, f)
-    err = max(float(tf.reduce_max(tf.abs(tf.convert_to_tensor(a) - tf.convert_to_tensor(b))))
-              for a, b in zip(grads, base_grads))
+    loss, grads = loss_and_gradients(m, f, SEED)
+    err = max_diff(grads, base_grads)
     rows.append((f"recompute={mode} vs none, dropout 0.1 (max |grad diff|)", err, 1e-5))
   for dtype, tol in (("fp16", 5e-2), ("bf16", 2e-1)):
     with precision.policy_scope(dtype):
       m = BertPretrainer(BertEncoder(config))
     m.set_weights(reloaded.get_weights())
-    loss, _ = _loss_grads(m, f)
+    loss, _ = loss_and_gradients(m, f, SEED)
     rows.append((f"{dtype} vs fp32 loss (|difference|; loss {base_loss:.4f})",
                  abs(loss - base_loss), tol))
   print(f"\nBERT-{FLAGS.preset} ({config.num_hidden_layers}L/{config.hidden_size}H), "

@@ -8,7 +8,11 @@ import tensorflow as tf
 from bert_tf import checkpoints
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
 
-from helpers import assert_all_close, random_features, tiny_config
+from bert_tf.testing.numerics import assert_all_close
+from bert_tf.testing.synthetic import pretraining_features
+from bert_tf.testing.tiny import tiny_config
+
+pytestmark = pytest.mark.unit
 
 
 def _google_table_names(num_layers):
@@ -57,7 +61,7 @@ def test_export_then_load_gives_identical_outputs(tmp_path):
   target = BertPretrainer(BertEncoder(config))
   report = checkpoints.load_google_checkpoint(prefix, target)
   assert len(report["loaded"]) == len(target.trainable_variables) and not report["missing_allowed"]
-  f = random_features(config)
+  f = pretraining_features(config)
   a, b = source(f), target(f)
   for key in ("sequence_output", "pooled_output", "mlm_logits", "nsp_logits"):
     np.testing.assert_array_equal(a[key], b[key], err_msg=key)
@@ -79,7 +83,7 @@ def test_export_is_read_by_model_garden_converter(tmp_path):
   mg = converter._create_bert_pretrainer_model(mg_config)
   tf.train.Checkpoint(model=mg).restore(
       tf.train.latest_checkpoint(str(tmp_path / "v2"))).assert_existing_objects_matched()
-  f = random_features(config)
+  f = pretraining_features(config)
   theirs = mg({"input_word_ids": f["input_ids"], "input_mask": f["input_mask"],
                "input_type_ids": f["segment_ids"],
                "masked_lm_positions": f["masked_lm_positions"]})
@@ -100,7 +104,7 @@ def test_google_checkpoint_with_optimizer_slots_loads(tmp_path):
   report = checkpoints.load_google_checkpoint(prefix, target)
   assert "global_step" in report["skipped"]
   assert checkpoints.is_google_checkpoint(str(tmp_path))  # a directory works too
-  f = random_features(config)
+  f = pretraining_features(config)
   np.testing.assert_array_equal(source(f)["mlm_logits"], target(f)["mlm_logits"])
 
 
@@ -113,7 +117,7 @@ def test_encoder_only_and_pretraining_checkpoints_restore_into_classifier(tmp_pa
       prefix, classifier, allow_missing=("output_weights", "output_bias"),
       allow_unexpected_prefixes=("cls/",))
   assert report["missing_allowed"] == ["output_bias", "output_weights"]
-  f = random_features(config)
+  f = pretraining_features(config)
   np.testing.assert_array_equal(classifier(f)["pooled_output"], pretrained(f)["pooled_output"])
   # An encoder-only export (no cls/ at all) restores into the classifier as well.
   encoder_prefix = checkpoints.export_google_checkpoint(pretrained.encoder, config,
@@ -159,7 +163,7 @@ def test_tf2_checkpoint_save_restore_identical_outputs(tmp_path):
   path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
   restored = BertPretrainer(BertEncoder(config))
   tf.train.Checkpoint(model=restored).restore(path).assert_existing_objects_matched()
-  f = random_features(config)
+  f = pretraining_features(config)
   np.testing.assert_array_equal(model(f)["mlm_logits"], restored(f)["mlm_logits"])
   np.testing.assert_array_equal(model(f)["nsp_logits"], restored(f)["nsp_logits"])
 
@@ -170,5 +174,5 @@ def test_restore_weights_puts_a_google_pretraining_checkpoint_into_a_classifier(
   prefix = checkpoints.export_google_checkpoint(pretrained, config, str(tmp_path))
   classifier = BertClassifier(BertEncoder(config), num_labels=3)
   assert checkpoints.restore_weights(prefix, classifier) == "google"
-  f = random_features(config)
+  f = pretraining_features(config)
   np.testing.assert_array_equal(classifier(f)["pooled_output"], pretrained(f)["pooled_output"])

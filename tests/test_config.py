@@ -6,6 +6,8 @@ import pytest
 from bert_tf import configs
 from bert_tf.configs import BertConfig
 
+pytestmark = pytest.mark.unit
+
 # google's released uncased_L-12_H-768_A-12/bert_config.json, key for key.
 GOOGLE_BASE_JSON = """{
   "attention_probs_dropout_prob": 0.1,

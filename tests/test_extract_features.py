@@ -1,9 +1,6 @@
 """extract_features: google's JSON format and packing, values equal to the encoder's layers,
 from a google TF1 checkpoint and from our TF2 checkpoint, library and CLI."""
 import json
-import os
-import subprocess
-import sys
 
 import bert_tf  # noqa: F401  (before tensorflow: selects Keras 2)
 import numpy as np
@@ -12,10 +9,9 @@ import tensorflow as tf
 from official.nlp.tools import tokenization as reference
 
 from bert_tf import checkpoints, features, tokenization
-from bert_tf.configs import BertConfig
-from bert_tf.modeling import BertEncoder
+from bert_tf.testing.launch import run_script
+from bert_tf.testing.tiny import dropout_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINES = ["The quick brown fox jumps over the lazy dog.",
          "Who was Jim Henson ? ||| Jim Henson was a puppeteer",
          "Unaffable résumé naïve café " * 8 + "||| short",
@@ -29,8 +25,7 @@ def setup(tmp_path_factory):
   words = sorted({w for line in LINES for w in reference.BasicTokenizer().tokenize(line)})
   vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words[:-3] + ["##s", "un", "##aff"]
   (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
-  config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3,
-                      num_attention_heads=4, intermediate_size=37, max_position_embeddings=64)
+  config = dropout_config(0.1, vocab_size=len(vocab), num_hidden_layers=3)
   config.to_json_file(str(root / "bert_config.json"))
   tf.random.set_seed(3)
   encoder = features.load_encoder(config, None)
@@ -53,6 +48,7 @@ def _reference_tokens(vocab_file, line, max_seq_length):
   return ["[CLS]"] + ta + ["[SEP]"] + (tb + ["[SEP]"] if tb else [])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("which", ["google", "ours"])
 def test_values_and_tokens(setup, which):
   root, config, encoder, google, ours = setup
@@ -76,6 +72,7 @@ def test_values_and_tokens(setup, which):
     np.testing.assert_allclose(got, want, atol=2e-5)
 
 
+@pytest.mark.unit
 def test_bad_layer_index(setup):
   root, config, encoder, google, _ = setup
   tokenizer = tokenization.BertTokenizer(str(root / "vocab.txt"))
@@ -83,14 +80,15 @@ def test_bad_layer_index(setup):
     list(features.extract_features(LINES, tokenizer, encoder, [-4], 16))
 
 
+@pytest.mark.integration
 def test_cli_writes_google_json(setup):
   root, config, encoder, google, _ = setup
   out = root / "out.jsonl"
-  cmd = [sys.executable, os.path.join(REPO, "extract_features.py"),
-         f"--input_file={root / 'input.txt'}", f"--output_file={out}",
-         f"--vocab_file={root / 'vocab.txt'}", f"--bert_config_file={root / 'bert_config.json'}",
-         f"--init_checkpoint={google}", "--layers=-1,-2", "--max_seq_length=32", "--batch_size=4"]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO)
+  proc = run_script("extract_features.py", [
+      f"--input_file={root / 'input.txt'}", f"--output_file={out}",
+      f"--vocab_file={root / 'vocab.txt'}", f"--bert_config_file={root / 'bert_config.json'}",
+      f"--init_checkpoint={google}", "--layers=-1,-2", "--max_seq_length=32", "--batch_size=4"],
+      timeout=180)
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = [json.loads(l) for l in out.read_text().splitlines()]
   assert len(records) == len(LINES)

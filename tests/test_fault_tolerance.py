@@ -16,8 +16,12 @@ import psutil
 import pytest
 import tensorflow as tf
 
-import multiprocess
-from helpers import random_features, tiny_config, write_pretraining_records
+from bert_tf.testing import launch
+from bert_tf.testing.files import write_pretraining_records
+from bert_tf.testing.synthetic import pretraining_features
+from bert_tf.testing.tiny import dropout_config
+
+pytestmark = pytest.mark.distributed
 
 # Long enough that, at full speed on a quiet machine (~75 steps/s), the job is still running
 # seconds after its first checkpoint, when the test signals a worker.
@@ -26,16 +30,16 @@ EXIT_WITHIN = 90
 
 
 def _flags(tmp_path, out):
-  config = tiny_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+  config = dropout_config(0.1)
   config.to_json_file(tmp_path / "bert_config.json")
   files = []
   for i in range(2):  # one file per worker: the reader shards by file
     path = tmp_path / f"train-{i}.tfrecord"
     if not path.exists():
-      write_pretraining_records(path, random_features(config, batch=64, seq=16, predictions=3,
-                                                      seed=i))
+      write_pretraining_records(path, pretraining_features(config, batch=64, seq=16,
+                                                           predictions=3, seed=i))
     files.append(str(path))
-  return [os.path.join(multiprocess.ROOT, "run_pretraining.py"),
+  return [os.path.join(launch.ROOT, "run_pretraining.py"),
           f"--bert_config_file={tmp_path / 'bert_config.json'}",
           f"--input_file={','.join(files)}", f"--output_dir={out}", "--do_train",
           "--train_batch_size=8", "--max_seq_length=16", "--max_predictions_per_seq=3",
@@ -56,15 +60,15 @@ class _Backend:
     log_dir = self.tmp_path / f"logs-{tag}"
     log_dir.mkdir()
     if self.name == "multi_worker_mirrored":
-      procs = multiprocess.start_workers(
+      procs = launch.start_workers(
           [sys.executable, *args, "--distribution=multi_worker_mirrored", "--collective=ring"],
           log_dir=str(log_dir))
       return procs, procs, log_dir
     log = open(log_dir / "worker0.log", "w")
     env = {**os.environ, "HOROVOD_STALL_CHECK_TIME_SECONDS": "10",
            "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": "30"}
-    launcher = subprocess.Popen(multiprocess.horovodrun([sys.executable, *args, "--use_horovod"]),
-                                cwd=multiprocess.ROOT, stdout=log, stderr=subprocess.STDOUT,
+    launcher = subprocess.Popen(launch.horovodrun([sys.executable, *args, "--use_horovod"]),
+                                cwd=launch.ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env=env)
     return [launcher], None, log_dir
 
@@ -108,7 +112,7 @@ def _wait_for_checkpoint(out, procs, log_dir, timeout=240):
       logs = "\n".join(f.read_text()[-2000:] for f in log_dir.iterdir())
       raise AssertionError(f"job ended before its first checkpoint:\n{logs}")
     time.sleep(0.2)
-  multiprocess.kill_all(procs)
+  launch.kill_all(procs)
   raise AssertionError("no checkpoint within the time limit")
 
 
@@ -120,7 +124,7 @@ def _model_weights(out):
 
 
 def _assert_survivors_exit(procs, started, log_dir):
-  codes = multiprocess.wait_all(procs, timeout=EXIT_WITHIN + 60)
+  codes = launch.wait_all(procs, timeout=EXIT_WITHIN + 60)
   took = time.monotonic() - started
   logs = "\n".join(f.read_text()[-1500:] for f in sorted(log_dir.iterdir()))
   assert all(c != 0 for c in codes), f"a process exited 0 after a peer failed:\n{logs}"
@@ -136,7 +140,7 @@ def test_kill_one_worker_then_relaunch_resumes_to_uninterrupted_result(tmp_path,
   # Uninterrupted reference.
   ref_out = tmp_path / "reference"
   procs, _, log_dir = job.start(ref_out, "reference")
-  codes = multiprocess.wait_all(procs, timeout=400)
+  codes = launch.wait_all(procs, timeout=400)
   assert codes == [0] * len(procs), "\n".join(f.read_text()[-3000:] for f in log_dir.iterdir())
 
   out = tmp_path / "killed"
@@ -153,7 +157,7 @@ def test_kill_one_worker_then_relaunch_resumes_to_uninterrupted_result(tmp_path,
   assert resumed_from < STEPS
 
   procs, _, log_dir = job.start(out, "relaunch")
-  codes = multiprocess.wait_all(procs, timeout=400)
+  codes = launch.wait_all(procs, timeout=400)
   logs = "\n".join(f.read_text() for f in log_dir.iterdir())
   assert codes == [0] * len(procs), logs[-4000:]
   assert "resumed from" in logs
@@ -184,7 +188,7 @@ def test_frozen_worker_makes_the_job_exit_instead_of_hanging(tmp_path, backend):
       victim.send_signal(signal.SIGKILL)
     except psutil.NoSuchProcess:
       pass
-    multiprocess.kill_all(procs)
+    launch.kill_all(procs)
 
 
 @pytest.mark.parametrize("backend", ["multi_worker_mirrored", "horovod"])
@@ -200,7 +204,7 @@ def test_sigterm_to_one_worker_checkpoints_and_stops_every_worker(tmp_path, back
   _wait_for_checkpoint(out, procs, log_dir)
   ranks = job.ranks(procs)
   ranks[1].send_signal(signal.SIGTERM)
-  codes = multiprocess.wait_all(procs, timeout=EXIT_WITHIN)
+  codes = launch.wait_all(procs, timeout=EXIT_WITHIN)
   logs = "\n".join(f.read_text() for f in sorted(log_dir.iterdir()))
   if backend == "multi_worker_mirrored":
     assert all(code == 143 for code in codes), (codes, logs[-3000:])

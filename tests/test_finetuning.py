@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from bert_tf import distribution, finetuning, optimization, tokenization
+from bert_tf import finetuning, tokenization
 from bert_tf.data import classifier as data
-
-from classifier_helpers import tiny_classifier_config, write_xnli_sample
+from bert_tf.testing import builders
+from bert_tf.testing.files import read_metrics, write_xnli_sample
+from bert_tf.testing.tiny import classifier_config
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +25,13 @@ def sample(tmp_path_factory):
   return dict(task=task, train=train, dev=dev, vocab_size=len(tokenizer.vocab))
 
 
-def _trainer(sample, output_dir, distribution_name="one_device", **overrides):
-  values = dict(output_dir=str(output_dir), train_batch_size=512, batch_size_in_tokens=True,
-                eval_batch_size=4096, max_seq_length=64, num_train_epochs=4,
-                iterations_per_loop=20, save_checkpoints_steps=1000)
-  dropout = overrides.pop("dropout", 0.0)
-  values.update(overrides)
-  config = tiny_classifier_config(sample["vocab_size"], hidden_dropout_prob=dropout,
-                                  attention_probs_dropout_prob=dropout)
-  return finetuning.ClassifierTrainer(
-      config, finetuning.FinetuneConfig(**values),
-      optimization.OptimizerConfig(learning_rate=5e-4),
-      distribution.make_runtime(distribution_name), sample["task"])
+def _trainer(sample, output_dir, runtime="one_device", dropout=0.0, **overrides):
+  return builders.classifier_trainer(output_dir, runtime, task=sample["task"],
+                                     config=classifier_config(sample["vocab_size"], dropout),
+                                     **overrides)
 
 
+@pytest.mark.unit
 def test_metrics_match_sklearn_and_scipy():
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 2, 200)
@@ -70,6 +64,7 @@ def fp32_run(sample, tmp_path_factory):
   return out, untrained, trainer.evaluate(sample["dev"])
 
 
+@pytest.mark.integration
 def test_fine_tuning_learns_the_sample(fp32_run, sample):
   out, untrained, results = fp32_run
   assert untrained < 0.6
@@ -83,6 +78,14 @@ def test_fine_tuning_learns_the_sample(fp32_run, sample):
   assert "padding_efficiency" in lines[-1] and "examples_per_sec" in lines[-1]
 
 
+@pytest.mark.integration
+def test_train_metrics_are_strict_json(fp32_run):
+  """Every record parses as JSON for any reader: no NaN or Infinity (e.g. a first line's rates)."""
+  records = read_metrics(fp32_run[0] / "train_metrics.jsonl")
+  assert records and all("step" in r for r in records)
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("variant", [dict(dtype="fp16"), dict(recompute="full")])
 def test_fp16_and_recompute_learn_as_well(fp32_run, sample, tmp_path, variant):
   trainer = _trainer(sample, tmp_path, **variant)
@@ -90,9 +93,10 @@ def test_fp16_and_recompute_learn_as_well(fp32_run, sample, tmp_path, variant):
   results = trainer.evaluate(sample["dev"])
   assert abs(results["eval_accuracy_en"] - fp32_run[2]["eval_accuracy_en"]) <= 0.05, results
   if variant.get("dtype") == "fp16":
-    assert trainer._loss_scale() > 1
+    assert trainer.loss_scale() > 1
 
 
+@pytest.mark.integration
 def test_mirrored_two_replicas_equal_one_device_on_token_batches(sample, tmp_path):
   """One step with variable-size micro-batches: 2 replicas x 2 accumulation = 1 device."""
   weights = []
@@ -105,6 +109,7 @@ def test_mirrored_two_replicas_equal_one_device_on_token_batches(sample, tmp_pat
   assert diff < 2e-5, diff
 
 
+@pytest.mark.integration
 def test_resume_equals_uninterrupted_and_predict_writes_google_format(sample, tmp_path):
   small = data.Features(*[getattr(sample["train"], f) for f in ("ids", "offsets",
                                                                 "first_lengths", "labels")])

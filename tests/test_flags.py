@@ -6,9 +6,10 @@ from absl import app
 from absl import flags as absl_flags
 import pytest
 
+from bert_tf.testing.launch import ROOT
 from flags import pretraining as pretraining_flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.unit
 REQUIRED = ["--bert_preset=tiny", "--vocab_size=100", "--input_file=x.tfrecord",
             "--output_dir=/tmp/out", "--do_train"]
 

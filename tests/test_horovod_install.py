@@ -1,23 +1,20 @@
 """Horovod, built by scripts/install_horovod.sh, runs two gloo ranks on this TF."""
 import json
-import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bert_tf.testing import launch
+
+pytestmark = pytest.mark.distributed
 
 
 def test_two_horovod_ranks_allreduce_and_broadcast():
   pytest.importorskip("horovod.tensorflow", reason="Horovod is not installed "
                       "(scripts/bootstrap.sh --horovod installs it)")
-  horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable))
-  assert horovodrun, "horovod is importable but horovodrun is not next to the interpreter"
-  command = [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable,
-             os.path.join(ROOT, "tests", "workers", "horovod_allreduce.py")]
-  result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=ROOT)
+  command = launch.horovodrun([sys.executable, "-m", "bert_tf.testing.horovod_allreduce"])
+  result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=launch.ROOT)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   rows = []
   for line in result.stdout.splitlines():

@@ -8,15 +8,20 @@ import tensorflow as tf
 from bert_tf import configs
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer, activations
 
-from helpers import BATCH, HIDDEN, SEQ, VOCAB, assert_all_close, random_features, tiny_config
-from model_garden import copy_encoder_weights, model_garden_encoder, model_garden_inputs
+from bert_tf.testing.model_garden import (copy_encoder_weights, model_garden_encoder,
+                                          model_garden_inputs)
+from bert_tf.testing.numerics import assert_all_close
+from bert_tf.testing.synthetic import pretraining_features
+from bert_tf.testing.tiny import BATCH, HIDDEN, SEQ, VOCAB, tiny_config
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("seq", [1, SEQ, 16])
 def test_output_shapes_and_keys(seq):
   config = tiny_config()
   model = BertPretrainer(BertEncoder(config))
-  features = random_features(config, seq=seq, predictions=1 if seq < 3 else 3)
+  features = pretraining_features(config, seq=seq, predictions=1 if seq < 3 else 3)
   out = model(features)
   assert set(out) >= {"sequence_output", "pooled_output", "encoder_outputs", "mlm_logits",
                       "nsp_logits"}
@@ -32,7 +37,7 @@ def test_output_shapes_and_keys(seq):
 def test_padding_does_not_change_real_tokens():
   config = tiny_config()
   encoder = BertEncoder(config)
-  f = random_features(config, padded=False)
+  f = pretraining_features(config, padded=False)
   mask = np.ones((BATCH, SEQ), np.int32)
   mask[:, 5:] = 0
   garbage = np.array(f["input_ids"]).copy()
@@ -46,7 +51,7 @@ def test_padding_does_not_change_real_tokens():
 def test_mlm_head_reads_only_masked_positions_and_is_tied():
   config = tiny_config()
   model = BertPretrainer(BertEncoder(config))
-  f = random_features(config)
+  f = pretraining_features(config)
   out = model(f)
   seq = out["sequence_output"]
   position = f["masked_lm_positions"][:, 1:2]
@@ -81,7 +86,8 @@ def test_parity_with_model_garden_encoder(config, record_property):
   ours = BertEncoder(config)
   mg = model_garden_encoder(config)
   copy_encoder_weights(ours, mg)
-  features = random_features(config, batch=4 if config.hidden_size > 256 else BATCH, seq=SEQ * 3)
+  features = pretraining_features(config, batch=4 if config.hidden_size > 256 else BATCH,
+                                  seq=SEQ * 3)
   a = ours(features)
   b = mg(model_garden_inputs(features))
   seq_err = assert_all_close(a["sequence_output"], b["sequence_output"], 1e-5, "sequence_output")

@@ -3,20 +3,23 @@ the same loss and weights as one device on the same global batch (fp32, and one 
 and the same fine-tuned classifier and eval results (every eval example counted once)."""
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from bert_tf import distribution
+from bert_tf.testing import launch
+from bert_tf.testing.numerics import max_diff
+from bert_tf.testing.train_worker import parity_classifier, parity_pretrainer
 
-import multiprocess
-from training_spec import build_classifier, build_trainer
+pytestmark = pytest.mark.distributed
 
-WORKER = os.path.join(multiprocess.ROOT, "tests", "workers", "train_worker.py")
+WORKER = [sys.executable, "-m", "bert_tf.testing.train_worker"]
 RUNS = [
     # fp32: two steps, each of 2 replicas x 2 accumulation micro-batches.
-    {"name": "fp32", "dtype": "fp32", "steps": 2, "accumulation": 2},
+    {"name": "fp32", "dtype": "fp32", "steps": 2, "gradient_accumulation_steps": 2},
     # fp16 with loss scaling, one step. epsilon=1 makes the update ~0.1 * gradient (instead of
     # Adam's ~sign(gradient)), so the weights show gradient differences, not their signs.
     {"name": "fp16", "dtype": "fp16", "steps": 1, "epsilon": 1.0, "learning_rate": 1.0},
@@ -28,20 +31,21 @@ def reference(tmp_path_factory):
   """Initial weights and the one-device results for every run."""
   root = tmp_path_factory.mktemp("reference")
   runtime = distribution.make_runtime("one_device")
-  first = build_trainer(runtime, 0, name="init", output_dir=str(root / "init"))
+  first = parity_pretrainer(runtime, 0, output_dir=str(root / "init"))
   initial = first.model.get_weights()
   np.savez(root / "initial.npz", **{f"w{i}": w for i, w in enumerate(initial)})
   results = {}
   for run in RUNS:
-    trainer = build_trainer(runtime, 0, **{**run, "output_dir": str(root / run["name"])})
+    values = {k: v for k, v in run.items() if k != "name"}
+    trainer = parity_pretrainer(runtime, 0, **values, output_dir=str(root / run["name"]))
     trainer.model.set_weights(initial)
     metrics = trainer.train()
     results[run["name"]] = (trainer.model.get_weights(), metrics)
   import tf_keras
   tf_keras.mixed_precision.set_global_policy("float32")
   # Fine-tuning: one device with 2 accumulation micro-batches = 2 replicas' share of a step.
-  classifier, train, evals = build_classifier(runtime, output_dir=str(root / "classifier"),
-                                              accumulation=2)
+  classifier, train, evals = parity_classifier(runtime, output_dir=str(root / "classifier"),
+                                               accumulation=2)
   classifier.train(train)
   results["classifier"] = (classifier.model.get_weights(), classifier.evaluate(evals),
                            classifier.logits(evals[""], classifier.config.eval_batch_size))
@@ -59,8 +63,8 @@ def _compare(tmp_path, reference, label):
   ref_weights, ref_eval, ref_logits = results["classifier"]
   got = np.load(tmp_path / "classifier.npz")
   got_eval = json.loads((tmp_path / "classifier.json").read_text())
-  diff = max(float(np.max(np.abs(r - got[f"w{i}"]))) for i, r in enumerate(ref_weights))
-  logit_diff = float(np.max(np.abs(ref_logits - got["logits"])))
+  diff = max_diff(ref_weights, [got[f"w{i}"] for i in range(len(ref_weights))])
+  logit_diff = max_diff([ref_logits], [got["logits"]])
   print(f"{label} fine-tuning: max |weight diff| {diff:.2e}, max |eval logit diff| "
         f"{logit_diff:.2e}; accuracy {got_eval['eval_accuracy']} vs {ref_eval['eval_accuracy']}")
   assert ref_eval["global_step"] >= 3  # it trained (40 varied-length examples, 160 tokens/step)
@@ -75,8 +79,8 @@ def _compare(tmp_path, reference, label):
     got = np.load(tmp_path / f"{run['name']}.npz")
     got = [got[f"w{i}"] for i in range(len(got.files))]
     metrics = json.loads((tmp_path / f"{run['name']}.json").read_text())
-    ref_delta = max(float(np.max(np.abs(r - i))) for r, i in zip(ref_weights, initial))
-    diff = max(float(np.max(np.abs(r - g))) for r, g in zip(ref_weights, got))
+    ref_delta = max_diff(ref_weights, initial)
+    diff = max_diff(ref_weights, got)
     print(f"{label} {run['name']}: max |weight diff| vs one device {diff:.2e} (update size "
           f"{ref_delta:.2e}); loss {metrics['loss']:.6f} vs {ref_metrics['loss']:.6f}")
     if run["dtype"] == "fp32":
@@ -90,11 +94,10 @@ def _compare(tmp_path, reference, label):
 
 
 def test_multi_worker_mirrored_two_processes_equal_one_device(tmp_path, reference):
-  procs = multiprocess.start_workers(
-      [sys.executable, WORKER, _spec(tmp_path, "multi_worker_mirrored", reference[0])],
-      log_dir=str(tmp_path))
-  codes = multiprocess.wait_all(procs, timeout=300)
-  logs = [multiprocess.read_log(str(tmp_path), i) for i in range(2)]
+  procs = launch.start_workers(
+      [*WORKER, _spec(tmp_path, "multi_worker_mirrored", reference[0])], log_dir=str(tmp_path))
+  codes = launch.wait_all(procs, timeout=300)
+  logs = [launch.read_log(str(tmp_path), i) for i in range(2)]
   assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
   _compare(tmp_path, reference, "multi_worker_mirrored x2")
   # Only the chief wrote checkpoints; the other worker's scratch directory is gone.
@@ -105,10 +108,8 @@ def test_multi_worker_mirrored_two_processes_equal_one_device(tmp_path, referenc
 def test_horovod_two_ranks_equal_one_device(tmp_path, reference):
   pytest.importorskip("horovod.tensorflow", reason="Horovod not installed "
                       "(scripts/bootstrap.sh --horovod)")
-  import subprocess
   result = subprocess.run(
-      multiprocess.horovodrun([sys.executable, WORKER, _spec(tmp_path, "horovod",
-                                                             reference[0])]),
-      capture_output=True, text=True, timeout=300, cwd=multiprocess.ROOT)
+      launch.horovodrun([*WORKER, _spec(tmp_path, "horovod", reference[0])]),
+      capture_output=True, text=True, timeout=300, cwd=launch.ROOT)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   _compare(tmp_path, reference, "horovod x2")

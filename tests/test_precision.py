@@ -7,8 +7,9 @@ import tf_keras
 
 from bert_tf import precision
 from bert_tf.modeling import BertEncoder, BertPretrainer, pretraining_losses
-
-from helpers import assert_all_close, random_features, tiny_config
+from bert_tf.testing.numerics import assert_all_close, pretraining_loss
+from bert_tf.testing.synthetic import pretraining_features
+from bert_tf.testing.tiny import dropout_config, tiny_config
 
 COMPUTE = {"fp16": tf.float16, "bf16": tf.bfloat16}
 
@@ -21,11 +22,12 @@ def _graph_ops(model, features):
   return [op for op in graph.get_operations()]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_mixed_policy_dtypes(dtype):
   config = tiny_config()
   fp32_model = BertPretrainer(BertEncoder(config))
-  features = random_features(config)
+  features = pretraining_features(config)
   reference = fp32_model(features)
   precision.set_policy(dtype)
   model = BertPretrainer(BertEncoder(config))
@@ -57,6 +59,7 @@ def test_mixed_policy_dtypes(dtype):
     assert diff > 0
 
 
+@pytest.mark.unit
 def test_loss_scaling_only_for_fp16():
   opt = tf_keras.optimizers.SGD(0.1)
   wrapped = precision.wrap_optimizer(opt, "fp16")
@@ -68,6 +71,7 @@ def test_loss_scaling_only_for_fp16():
     precision.wrap_optimizer(opt, "fp8")
 
 
+@pytest.mark.unit
 def test_policy_scope_restores_previous_policy():
   with precision.policy_scope("bf16"):
     assert tf_keras.mixed_precision.global_policy().name == "mixed_bfloat16"
@@ -78,11 +82,12 @@ def test_policy_scope_restores_previous_policy():
   assert tf_keras.mixed_precision.global_policy().name == "float32"
 
 
+@pytest.mark.integration  # a Mirrored fp16 training step: ~30 s each on this 2-core box
 @pytest.mark.parametrize("recompute", ["full", "selective"])
 def test_fp16_recompute_step_under_mirrored_two_devices(recompute):
   """The combination users run: --multi_gpu --use_fp16 --recompute on two (CPU) replicas."""
-  config = tiny_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
-  features = random_features(config, batch=8)
+  config = dropout_config(0.1)
+  features = pretraining_features(config, batch=8)
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   precision.set_policy("fp16")
   with strategy.scope():
@@ -96,10 +101,7 @@ def test_fp16_recompute_step_under_mirrored_two_devices(recompute):
   def step(batch):
     def replica_step(batch):
       with tf.GradientTape() as tape:
-        out = model(batch, training=True)
-        loss = pretraining_losses(out["mlm_logits"], out["nsp_logits"], batch["masked_lm_ids"],
-                                  batch["masked_lm_weights"],
-                                  batch["next_sentence_labels"])["loss"]
+        loss = pretraining_loss(model(batch, training=True), batch)
         scaled = optimizer.get_scaled_loss(loss / strategy.num_replicas_in_sync)
       grads = optimizer.get_unscaled_gradients(tape.gradient(scaled, model.trainable_variables))
       optimizer.apply_gradients(zip(grads, model.trainable_variables))

@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf.modeling import BertEncoder, BertPretrainer, pretraining_losses
+from bert_tf.modeling import BertEncoder, BertPretrainer
+from bert_tf.testing.numerics import loss_and_gradients
+from bert_tf.testing.synthetic import pretraining_features
+from bert_tf.testing.tiny import dropout_config, tiny_config
 
-from helpers import assert_all_close, random_features, tiny_config
+pytestmark = pytest.mark.unit
 
 SEED = tf.constant([7, 11], tf.int64)
 
@@ -14,28 +17,15 @@ SEED = tf.constant([7, 11], tf.int64)
 def _loss_and_grads(config, recompute, weights, features, seed=SEED, graph=False):
   model = BertPretrainer(BertEncoder(config, recompute=recompute))
   model.set_weights(weights)
-
-  def step(seed):
-    with tf.GradientTape() as tape:
-      out = model(features, training=True, dropout_seed=seed)
-      loss = pretraining_losses(out["mlm_logits"], out["nsp_logits"], features["masked_lm_ids"],
-                                features["masked_lm_weights"],
-                                features["next_sentence_labels"])["loss"]
-    return loss, tape.gradient(loss, model.trainable_variables)
-
-  if graph:
-    step = tf.function(step)
-  loss, grads = step(seed)
-  return float(loss), [g.numpy() if not isinstance(g, tf.IndexedSlices)
-                       else tf.convert_to_tensor(g).numpy() for g in grads]
+  return loss_and_gradients(model, features, dropout_seed=seed, graph=graph)
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
 def test_loss_and_gradients_equal_with_and_without_recompute(dropout, graph):
-  config = tiny_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+  config = dropout_config(dropout)
   weights = BertPretrainer(BertEncoder(config)).get_weights()
-  features = random_features(config)
+  features = pretraining_features(config)
   ref_loss, ref_grads = _loss_and_grads(config, "none", weights, features, graph=graph)
   for mode in ("full", "selective"):
     loss, grads = _loss_and_grads(config, mode, weights, features, graph=graph)
@@ -66,7 +56,7 @@ def test_backward_pass_recomputes_the_chosen_part(mode, softmax, gelu_tanh):
   keep, in selective mode too."""
   config = tiny_config(num_hidden_layers=3)
   model = BertPretrainer(BertEncoder(config, recompute=mode))
-  features = random_features(config)
+  features = pretraining_features(config)
 
   @tf.function
   def grads():

@@ -1,26 +1,30 @@
 """run_classifier.py end to end in subprocesses (hard timeouts): XNLI on the sample with
 token batches, eval and predict; bad rows and contradictory flags fail clearly."""
 import os
+import signal
 import subprocess
 import sys
+import time
 
-from classifier_helpers import tiny_classifier_config, write_glue_task, write_xnli_sample
+import pytest
+import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bert_tf.testing.files import read_metrics, write_glue_task, write_xnli_sample
+from bert_tf.testing.launch import ROOT, run_script
+from bert_tf.testing.tiny import classifier_config
 
 
 def _run(args, timeout=240):
-  return subprocess.run([sys.executable, os.path.join(ROOT, "run_classifier.py"), *args],
-                        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+  return run_script("run_classifier.py", args, timeout)
 
 
 def _model(tmp_path, vocab_size=256):
   path = tmp_path / "bert_config.json"
-  tiny_classifier_config(vocab_size, hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0).to_json_file(path)
+  classifier_config(vocab_size, dropout=0.0).to_json_file(path)
   return f"--bert_config_file={path}"
 
 
+@pytest.mark.integration
 def test_xnli_on_the_sample_trains_evaluates_and_predicts(tmp_path):
   paths = write_xnli_sample(tmp_path / "xnli", train=1000, evals=30, languages=("en", "de"))
   out = tmp_path / "out"
@@ -39,8 +43,10 @@ def test_xnli_on_the_sample_trains_evaluates_and_predicts(tmp_path):
   rows = (out / "test_results.tsv").read_text().splitlines()
   assert len(rows) == 60 and len(rows[0].split("\t")) == 3
   assert (out / "run_config.json").exists() and (out / "checkpoint").exists()
+  assert read_metrics(out / "train_metrics.jsonl")  # strict JSON: no NaN / Infinity
 
 
+@pytest.mark.integration
 def test_malformed_row_and_bad_flags_fail_clearly(tmp_path):
   folder = write_glue_task(tmp_path, "mrpc")
   with open(os.path.join(folder, "train.tsv"), "a") as f:
@@ -62,12 +68,10 @@ def test_malformed_row_and_bad_flags_fail_clearly(tmp_path):
   assert "--eval_batch_size" not in result.stderr and "--predict_batch_size" not in result.stderr
 
 
+@pytest.mark.distributed
 def test_sigterm_saves_and_exits_143_then_relaunch_finishes(tmp_path):
   """An announced termination during fine-tuning: checkpoint at the next loop boundary, exit
   143; the same command resumes from that step and finishes."""
-  import signal
-  import time
-  import tensorflow as tf
   paths = write_xnli_sample(tmp_path / "xnli", train=400, evals=10, languages=("en",))
   out = tmp_path / "out"
   args = [sys.executable, os.path.join(ROOT, "run_classifier.py"), "--task=xnli",

@@ -2,28 +2,33 @@
 with fp16, selective recompute and accumulation, then eval; and a clear error on bad records."""
 import json
 import os
-import subprocess
-import sys
 
-from helpers import random_features, tiny_config, write_pretraining_records
+import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bert_tf.testing.files import read_metrics, write_pretraining_records
+from bert_tf.testing.launch import run_script
+from bert_tf.testing.synthetic import pretraining_features
+from bert_tf.testing.tiny import dropout_config
+
+pytestmark = pytest.mark.integration
 
 
 def _run(args, timeout=300):
-  return subprocess.run([sys.executable, os.path.join(ROOT, "run_pretraining.py"), *args],
-                        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+  return run_script("run_pretraining.py", args, timeout)
 
 
 def _setup(tmp_path):
-  config = tiny_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+  config = dropout_config(0.1)
   config.to_json_file(tmp_path / "bert_config.json")
   records = write_pretraining_records(
-      tmp_path / "train.tfrecord", random_features(config, batch=48, seq=16, predictions=3))
+      tmp_path / "train.tfrecord", pretraining_features(config, batch=48, seq=16, predictions=3))
   return records
 
 
-def test_multi_gpu_fp16_recompute_accumulation_train_and_eval(tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """--multi_gpu on 2 logical CPUs, fp16, selective recompute, accumulation; then eval."""
+  tmp_path = tmp_path_factory.mktemp("pretraining")
   records = _setup(tmp_path)
   out = tmp_path / "out"
   result = _run([f"--bert_config_file={tmp_path / 'bert_config.json'}",
@@ -34,7 +39,11 @@ def test_multi_gpu_fp16_recompute_accumulation_train_and_eval(tmp_path):
                  "--num_warmup_steps=1", "--learning_rate=1e-3", "--save_checkpoints_steps=2",
                  "--iterations_per_loop=2", "--eval_batch_size=8", "--max_eval_steps=2"])
   assert result.returncode == 0, result.stderr[-4000:]
-  log = result.stderr
+  return out, result.stderr
+
+
+def test_multi_gpu_fp16_recompute_accumulation_train_and_eval(trained):
+  out, log = trained
   assert "mirrored over 2 device(s)" in log and "2 replica(s) x 2 micro-batch x 2 accumulation" in log
   assert "examples_per_sec" in log and "eta" in log
   resolved = json.loads((out / "run_config.json").read_text())
@@ -47,6 +56,12 @@ def test_multi_gpu_fp16_recompute_accumulation_train_and_eval(tmp_path):
   assert int(results["global_step"]) == 4 and 0 <= float(results["masked_lm_accuracy"]) <= 1
   assert os.listdir(out / "tensorboard" / "train")
   assert os.path.exists(out / "encoder" / "encoder.index")
+
+
+def test_train_metrics_are_strict_json(trained):
+  """Every record parses as JSON for any reader: no NaN or Infinity (e.g. a first line's rates)."""
+  out, _ = trained
+  assert [r["step"] for r in read_metrics(out / "train_metrics.jsonl")] == [2, 4]
 
 
 def test_records_disagreeing_with_flags_fail_with_both_values(tmp_path):

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf import distribution, optimization, training
-
-from helpers import random_features, tiny_config
-
-SEQ, PREDICTIONS = 16, 3
+from bert_tf import optimization, training
+from bert_tf.testing import builders
+from bert_tf.testing.numerics import max_diff
+from bert_tf.testing.tiny import dropout_config
 
 
 # --- optimizers against their published update rules ------------------------------------------
@@ -33,6 +32,7 @@ def _reference_step(w, g, m, v, t, lr, wd, b1=0.9, b2=0.999, eps=1e-6, bias_corr
   return w - ratio * lr * update, m, v
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name,bias_correction", [("adamw", None), ("lamb", None),
                                                   ("lamb", False)])
 def test_optimizer_updates_follow_published_rules(name, bias_correction):
@@ -64,6 +64,7 @@ def test_optimizer_updates_follow_published_rules(name, bias_correction):
                                  err_msg=f"{name} step {t} {v.name}")
 
 
+@pytest.mark.unit
 def test_schedule_matches_google_at_listed_steps():
   schedule = optimization.WarmupPolynomialDecay(1e-4, num_train_steps=1000, num_warmup_steps=100)
   # google: warmup lr*step/warmup; then lr*(1-step/num_train_steps)^1.
@@ -75,6 +76,7 @@ def test_schedule_matches_google_at_listed_steps():
   assert float(sqrt_decay(750)) == pytest.approx(1e-3 * 0.5, rel=1e-5)
 
 
+@pytest.mark.unit
 def test_phase_steps_follow_gluon_formula():
   # Baseline 256 x 512 tokens x 1M steps, moved to 8192 x 128 (accumulated from 512 x 16):
   assert optimization.phase_steps(256, 512, 1_000_000, 512, 128, accumulation_steps=16) == 125000
@@ -83,40 +85,15 @@ def test_phase_steps_follow_gluon_formula():
 
 # --- the loop ------------------------------------------------------------------------------------
 
-def _features(n=64, seed=0):
-  return random_features(tiny_config(), batch=n, seq=SEQ, predictions=PREDICTIONS, seed=seed)
-
-
-def _dataset_fn(features):
-  def fn(context, batch_size):
-    return tf.data.Dataset.from_tensor_slices(features).repeat().batch(batch_size,
-                                                                       drop_remainder=True)
-  return fn
-
-
-def _trainer(tmp_path, name, *, distribution_name="one_device", steps=2, features=None,
-             config=None, optimizer="adamw", **overrides):
-  values = dict(output_dir=str(tmp_path / name), train_batch_size=8, max_seq_length=SEQ,
-                max_predictions_per_seq=PREDICTIONS, num_train_steps=steps,
-                iterations_per_loop=2, save_checkpoints_steps=2, eval_batch_size=8,
-                max_eval_steps=4, seed=1)
-  values.update(overrides)
-  opt = optimization.OptimizerConfig(name=optimizer, learning_rate=5e-3, num_train_steps=steps,
-                                     num_warmup_steps=1)
-  features = _features() if features is None else features
-  return training.Pretrainer(config or tiny_config(), training.TrainConfig(**values), opt,
-                             distribution.make_runtime(distribution_name),
-                             _dataset_fn(features), _dataset_fn(features))
+def _trainer(tmp_path, name, runtime="one_device", **overrides):
+  return builders.pretrainer(tmp_path / name, runtime, **overrides)
 
 
 def _weights(trainer):
   return [v.numpy() for v in trainer.model.trainable_variables]
 
 
-def _max_diff(a, b):
-  return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
-
-
+@pytest.mark.integration
 def test_accumulation_equals_one_big_batch(tmp_path):
   initial = _trainer(tmp_path, "init", steps=1)
   start = initial.model.get_weights()
@@ -126,26 +103,27 @@ def test_accumulation_equals_one_big_batch(tmp_path):
     trainer.model.set_weights(start)
     metrics = trainer.train()
     results[k] = (_weights(trainer), metrics["loss"])
-  diff = _max_diff(results[1][0], results[4][0])
+  diff = max_diff(results[1][0], results[4][0])
   print(f"accumulation 4x2 vs 1x8: max |weight diff| {diff:.2e}, "
         f"losses {results[1][1]:.7f} / {results[4][1]:.7f}")
   assert diff <= 1e-6
   assert results[1][1] == pytest.approx(results[4][1], abs=1e-6)
-  assert _max_diff(start[:3], results[1][0][:3]) > 1e-4  # training did move the weights
+  assert max_diff(start[:3], results[1][0][:3]) > 1e-4  # training did move the weights
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("optimizer", ["adamw", "lamb"])
 def test_mirrored_two_devices_equal_one_device(tmp_path, optimizer):
   start = _trainer(tmp_path, "init", steps=1).model.get_weights()
   results = {}
   for name in ("one_device", "mirrored"):
-    trainer = _trainer(tmp_path, name, distribution_name=name, steps=3, optimizer=optimizer,
+    trainer = _trainer(tmp_path, name, name, steps=3, optimizer=optimizer,
                        iterations_per_loop=3, save_checkpoints_steps=3)
     assert trainer.runtime.num_replicas == (2 if name == "mirrored" else 1)
     trainer.model.set_weights(start)
     metrics = trainer.train()
     results[name] = (_weights(trainer), metrics["loss"])
-  diff = _max_diff(results["one_device"][0], results["mirrored"][0])
+  diff = max_diff(results["one_device"][0], results["mirrored"][0])
   print(f"mirrored(2) vs one device, {optimizer}: max |weight diff| {diff:.2e}")
   assert diff <= 1e-5
   assert results["one_device"][1] == pytest.approx(results["mirrored"][1], abs=1e-5)
@@ -156,6 +134,7 @@ def _slots(trainer):
   return [opt.get_slot(v, s).numpy() for v in trainer.model.trainable_variables for s in "mv"]
 
 
+@pytest.mark.integration
 def test_fp16_overflow_steps_leave_state_unchanged_and_are_counted(tmp_path):
   # A loss scale of 2^40 overflows float16 gradients: every step must be skipped.
   trainer = _trainer(tmp_path, "fp16", steps=3, dtype="fp16", initial_loss_scale=2.0 ** 40,
@@ -172,15 +151,17 @@ def test_fp16_overflow_steps_leave_state_unchanged_and_are_counted(tmp_path):
   assert [l["skipped_steps"] for l in lines] == [1, 2, 3]
 
 
+@pytest.mark.integration
 def test_fp16_trains_when_scale_is_sane(tmp_path):
   trainer = _trainer(tmp_path, "fp16ok", steps=4, dtype="fp16", recompute="full",
                      iterations_per_loop=2)
   before = _weights(trainer)
   metrics = trainer.train()
   assert metrics["skipped_steps"] == 0 and np.isfinite(metrics["loss"])
-  assert _max_diff(before, _weights(trainer)) > 0
+  assert max_diff(before, _weights(trainer)) > 0
 
 
+@pytest.mark.integration
 def test_persistent_overflow_aborts_and_keeps_last_checkpoint(tmp_path):
   trainer = _trainer(tmp_path, "diverge", steps=10, dtype="fp16", initial_loss_scale=2.0 ** 40,
                      iterations_per_loop=1, save_checkpoints_steps=1, max_consecutive_skips=3)
@@ -191,6 +172,7 @@ def test_persistent_overflow_aborts_and_keeps_last_checkpoint(tmp_path):
   assert not os.path.exists(tmp_path / "diverge" / "ckpt-3.index")
 
 
+@pytest.mark.integration
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
   """Bitwise: weights, optimizer slots and step, with dropout on (seeded per step)."""
   from tensorflow.python.framework import config as tf_config
@@ -203,18 +185,15 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
 
 
 def _resume_matches(tmp_path):
-  config = tiny_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
-  features = _features()
-  full = _trainer(tmp_path, "full", steps=6, config=config, features=features,
-                  gradient_accumulation_steps=2)
+  # Dropout on; the same features (seed 0) for all three.
+  run = dict(steps=6, config=dropout_config(0.1), gradient_accumulation_steps=2)
+  full = _trainer(tmp_path, "full", **run)
   full.train()
-  part = _trainer(tmp_path, "resumed", steps=6, config=config, features=features,
-                  gradient_accumulation_steps=2)
+  part = _trainer(tmp_path, "resumed", **run)
   part.train(stop_after_steps=4)
   assert int(part.global_step.numpy()) == 4
   del part
-  resumed = _trainer(tmp_path, "resumed", steps=6, config=config, features=features,
-                     gradient_accumulation_steps=2)
+  resumed = _trainer(tmp_path, "resumed", **run)
   resumed.train()
   assert int(resumed.global_step.numpy()) == 6
   for a, b in zip(_weights(full), _weights(resumed)):
@@ -225,6 +204,7 @@ def _resume_matches(tmp_path):
   assert os.path.exists(tmp_path / "resumed" / "encoder" / "bert_config.json")
 
 
+@pytest.mark.integration
 def test_evaluate_writes_google_eval_results(tmp_path):
   trainer = _trainer(tmp_path, "eval", steps=2)
   trainer.train()
@@ -236,6 +216,7 @@ def test_evaluate_writes_google_eval_results(tmp_path):
   assert 0.0 <= results["masked_lm_accuracy"] <= 1.0 and results["global_step"] == 2
 
 
+@pytest.mark.integration
 def test_phase_two_starts_from_phase_one_weights_with_its_own_schedule(tmp_path):
   """--init_checkpoint=<phase 1 output_dir>: weights only; step, slots and schedule restart."""
   from bert_tf import checkpoints
