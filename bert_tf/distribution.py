@@ -18,12 +18,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Optional
+import shutil
+from typing import Callable, Optional, TypeVar
 
 import numpy as np
 import tensorflow as tf
 
 from bert_tf.configs import COLLECTIVES, DISTRIBUTIONS
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,36 @@ class Runtime:
   def any_worker(self, flag: bool) -> bool:
     """True on every worker if any worker says True (a collective, see sum_over_workers)."""
     return bool(self.sum_over_workers(np.array([int(flag)], np.int32))[0] > 0)
+
+  def distribute_dataset(self, dataset_fn: Callable):
+    """``dataset_fn(input_context) -> tf.data.Dataset`` made once per input pipeline and
+    distributed over the replicas. The context's pipelines are the workers: the strategy's
+    under tf.distribute, the Horovod ranks (``input_shard``) under Horovod."""
+    num_pipelines, index = self.input_shard
+
+    def fn(context: tf.distribute.InputContext):
+      if num_pipelines > 1:  # one process per worker outside tf.distribute (Horovod)
+        context = tf.distribute.InputContext(num_pipelines, index, context.num_replicas_in_sync)
+      return dataset_fn(context)
+
+    return self.strategy.distribute_datasets_from_function(fn)
+
+  def scratch_dir(self, output_dir: str) -> str:
+    """This non-chief worker's throw-away directory for saves it must take part in."""
+    return os.path.join(output_dir, f".worker_{self.worker_index}_tmp")
+
+  def write_from_chief(self, write: Callable[[str], T], directory: str,
+                       output_dir: str) -> Optional[T]:
+    """``write(directory)`` on the chief, returning its result. Under MultiWorkerMirrored a
+    save may run collectives, so the other workers take part, writing into their scratch
+    directory, removed at once; they return None, as every non-chief does."""
+    if self.is_chief:
+      return write(directory)
+    if self.all_workers_save:
+      scratch = self.scratch_dir(output_dir)
+      write(scratch)
+      shutil.rmtree(scratch, ignore_errors=True)
+    return None
 
 
 def split_cpu(num_devices: int) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -100,24 +99,20 @@ class CheckpointWriter:
     self.runtime, self.manager, self.output_dir = runtime, manager, output_dir
     self.last_saved_step = None
 
-  @property
-  def scratch_dir(self) -> str:
-    """This non-chief worker's throw-away directory for saves it must take part in."""
-    return os.path.join(self.output_dir, f".worker_{self.runtime.worker_index}_tmp")
-
   def save(self, step: int) -> Optional[str]:
     self.last_saved_step = step
-    if self.runtime.is_chief:
+
+    def write(directory):
       # CheckpointManager writes the data and index files first and then atomically replaces
       # the "checkpoint" state file: a crash mid-save leaves the previous checkpoint current.
-      path = self.manager.save(checkpoint_number=step)
+      manager = self.manager if directory == self.output_dir else tf.train.CheckpointManager(
+          self.manager.checkpoint, directory, max_to_keep=1)
+      return manager.save(checkpoint_number=step)
+
+    path = self.runtime.write_from_chief(write, self.output_dir, self.output_dir)
+    if path is not None:
       logging.info("saved %s", path)
-      return path
-    if self.runtime.all_workers_save:
-      tf.train.CheckpointManager(self.manager.checkpoint, self.scratch_dir,
-                                 max_to_keep=1).save(step)
-      shutil.rmtree(self.scratch_dir, ignore_errors=True)
-    return None
+    return path
 
   def save_if_new(self, step: int) -> None:
     if self.last_saved_step != step:

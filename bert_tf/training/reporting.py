@@ -1,0 +1,92 @@
+"""What a run reports: one record per log line to the console, TensorBoard and a JSON-lines
+file; throughput and ETA; google's ``eval_results.txt``."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from absl import logging
+import tensorflow as tf
+
+
+def format_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def _json_value(value):
+  # NaN / Infinity are not JSON (jq and JavaScript reject them): a missing figure is null.
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+class MetricsWriter:
+  """One record per log line: console (absl), TensorBoard and ``<name>_metrics.jsonl``."""
+
+  def __init__(self, output_dir: str, enabled: bool, name: str = "train"):
+    self.enabled = enabled
+    if enabled:
+      tf.io.gfile.makedirs(output_dir)
+      self._jsonl = tf.io.gfile.GFile(os.path.join(output_dir, f"{name}_metrics.jsonl"), "a")
+      self._summary = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard", name))
+
+  def write(self, step: int, values: dict) -> None:
+    if not self.enabled:
+      return
+    text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in values.items())
+    logging.info("step %d: %s", step, text)
+    record = {"step": step, **{k: _json_value(v) for k, v in values.items()}}
+    self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
+    self._jsonl.flush()
+    with self._summary.as_default(step=step):
+      for key, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+          tf.summary.scalar(key, value)
+    self._summary.flush()
+
+  def close(self):
+    if self.enabled:
+      self._jsonl.close()
+      self._summary.close()
+
+
+class Throughput:
+  """steps/s, examples/s, tokens/s and ETA over the timed loop calls. The first call traces
+  the graph, so it is left out of the figures (they are None until a second call)."""
+
+  def __init__(self):
+    self.steps, self.examples, self.tokens, self.seconds = 0, 0.0, 0.0, 0.0
+    self._first = True
+
+  def update(self, steps: int, examples: float, tokens: float, seconds: float,
+             remaining_steps: int) -> dict:
+    if not self._first:
+      self.steps += steps
+      self.examples += examples
+      self.tokens += tokens
+      self.seconds += seconds
+    self._first = False
+    if not self.seconds:
+      return {"steps_per_sec": None, "examples_per_sec": None, "tokens_per_sec": None,
+              "eta": "n/a"}
+    return {"steps_per_sec": self.steps / self.seconds,
+            "examples_per_sec": self.examples / self.seconds,
+            "tokens_per_sec": self.tokens / self.seconds,
+            "eta": format_eta(remaining_steps * self.seconds / self.steps)}
+
+
+def write_eval_results(output_dir: str, results: dict, name: str = "eval_results.txt") -> str:
+  """google's ``eval_results.txt`` (``key = value`` lines, keys sorted) and an ``eval``
+  metrics record (JSON lines and TensorBoard) at the results' ``global_step``."""
+  path = os.path.join(output_dir, name)
+  with tf.io.gfile.GFile(path, "w") as f:
+    for key in sorted(results):
+      f.write(f"{key} = {results[key]}\n")
+  writer = MetricsWriter(output_dir, True, name="eval")
+  writer.write(int(results["global_step"]), {k: float(v) for k, v in results.items()
+                                             if k != "global_step"})
+  writer.close()
+  return path
