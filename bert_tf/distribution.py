@@ -24,7 +24,7 @@ from typing import Callable, Optional, TypeVar
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.configs import COLLECTIVES, DISTRIBUTIONS
+from bert_tf.configs import COLLECTIVES, DISTRIBUTIONS, DistributionConfig
 
 T = TypeVar("T")
 
@@ -228,3 +228,12 @@ def make_runtime(distribution: str = "one_device", collective: str = "auto",
     return _strategy_runtime(strategy, f"mirrored over {len(devices)} device(s): "
                              f"{', '.join(devices)}")
   raise ValueError(f"distribution is {distribution!r}; expected one of {DISTRIBUTIONS}")
+
+
+def start(config: DistributionConfig) -> Runtime:
+  """Op determinism, logical CPU devices, then the runtime: once, first thing in ``main()``."""
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  split_cpu(config.cpu_devices)
+  return make_runtime(config.distribution, collective=config.collective,
+                      horovod_fp16_compression=config.horovod_fp16_compression)

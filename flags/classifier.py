@@ -1,44 +1,27 @@
-"""run_classifier.py's flags: google's names and meanings, plus this project's options."""
+"""run_classifier.py's flags: google's names and meanings, plus this project's options. The
+flags both scripts share are defined once, in ``flags.common``."""
 from __future__ import annotations
 
 from absl import flags as absl_flags
 
-from bert_tf import finetuning, optimization
+from bert_tf import configs
 from bert_tf.data import classifier as classifier_data
 from flags import common
 
 
 def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
   common.define_common_flags(flag_values)
-  f = common._Definer(flag_values)
+  f = common._Definer(flag_values)  # pylint: disable=protected-access
+  # The data (ClassifierInputConfig).
   f.DEFINE_enum("task_name", None, list(classifier_data.TASK_NAMES), "The task to fine-tune.")
   absl_flags.DEFINE_alias("task", "task_name", flag_values=flag_values)
   f.DEFINE_string("data_dir", None, "The task's data: a GLUE task folder (glue_data/MRPC), or "
                   "for XNLI the XNLI-1.0 folder, the XNLI-MT-1.0 folder or their parent.")
   f.DEFINE_string("vocab_file", None, "vocab.txt the model was trained with.")
   f.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
-  f.DEFINE_bool("do_train", False, "Fine-tune on the train split.")
-  f.DEFINE_bool("do_eval", False, "Evaluate on the dev split (--eval_split) -> eval_results.txt.")
   f.DEFINE_bool("do_predict", False, "Predict the test split -> test_results.tsv.")
   f.DEFINE_enum("eval_split", "dev", ["dev", "test"], "Split --do_eval scores (XNLI's test "
                 "file has labels).")
-  f.DEFINE_integer("train_batch_size", 32, "Examples per optimizer step (all replicas and "
-                   "accumulation micro-batches), or tokens with --batch_size_in_tokens.")
-  f.DEFINE_integer("eval_batch_size", 8, "Eval batch: examples, or tokens.")
-  f.DEFINE_integer("predict_batch_size", 8, "Predict batch: examples, or tokens.")
-  f.DEFINE_bool("batch_size_in_tokens", False, "Count the batch size flags in tokens (e.g. "
-                "--train_batch_size=72000): examples are bucketed by length and padded per "
-                "batch, not to --max_seq_length.")
-  f.DEFINE_float("learning_rate", 5e-5, "Peak learning rate (AdamW, google's schedule).")
-  f.DEFINE_float("num_train_epochs", 3.0, "Epochs (fractions allowed).")
-  f.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warm-up.")
-  f.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
-  f.DEFINE_float("clip_norm", 1.0, "Global-norm clipping (0: off).")
-  f.DEFINE_float("classifier_dropout", None, "Dropout before the classifier layer (default: "
-                 "the config's hidden_dropout_prob, as google).")
-  f.DEFINE_integer("save_checkpoints_steps", 1000, "Save a checkpoint every this many steps.")
-  f.DEFINE_integer("iterations_per_loop", 100, "Steps per compiled loop call and per log line.")
-  f.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept in --output_dir.")
   f.DEFINE_string("xnli_language", "en", "XNLI training language(s): one (en = zero-shot "
                   "cross-lingual), a comma list, or 'all' (translate-train, XNLI-MT-1.0).")
   f.DEFINE_string("xnli_eval_languages", "all", "XNLI languages to evaluate, each reported "
@@ -46,14 +29,19 @@ def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_bool("skip_malformed_rows", False, "Skip and count malformed rows (wrong column "
                 "count, unknown label, broken UTF-8) instead of failing at the first one.")
   f.DEFINE_bool("cache_features", True, "Cache tokenised features in --output_dir/features.")
-  f.DEFINE_integer("max_consecutive_skips", 20, "Abort after this many consecutive steps with "
-                   "a non-finite loss or gradient (fp16 overflow skips included).")
-  f.DEFINE_float("initial_loss_scale", 2.0 ** 15, "fp16: initial dynamic loss scale.")
+  # The run (FinetuneConfig).
+  f.DEFINE_integer("predict_batch_size", 8, "Predict batch: examples, or tokens.")
+  f.DEFINE_bool("batch_size_in_tokens", False, "Count the batch size flags in tokens (e.g. "
+                "--train_batch_size=72000): examples are bucketed by length and padded per "
+                "batch, not to --max_seq_length.")
+  f.DEFINE_float("num_train_epochs", 3.0, "Epochs (fractions allowed).")
+  f.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warm-up.")
+  f.DEFINE_float("classifier_dropout", None, "Dropout before the classifier layer (default: "
+                 "the config's hidden_dropout_prob, as google).")
 
 
 def validate(v) -> None:
   """The one place contradictory or impossible combinations are refused."""
-  from absl import app
   problems = common.validate_common(v)
   if not v.task_name:
     problems.append(f"--task_name (or --task) is required: one of "
@@ -63,10 +51,8 @@ def validate(v) -> None:
   for name in ("data_dir", "vocab_file"):
     if not getattr(v, name):
       problems.append(f"--{name} is required")
-  for name in ("train_batch_size", "eval_batch_size", "predict_batch_size",
-               "save_checkpoints_steps", "iterations_per_loop", "keep_checkpoint_max"):
-    if getattr(v, name) < 1:
-      problems.append(f"--{name} must be >= 1, got {getattr(v, name)}")
+  if v.predict_batch_size < 1:
+    problems.append(f"--predict_batch_size must be >= 1, got {v.predict_batch_size}")
   if v.num_train_epochs <= 0:
     problems.append(f"--num_train_epochs must be > 0, got {v.num_train_epochs}")
   if not 0 <= v.warmup_proportion <= 1:
@@ -74,16 +60,16 @@ def validate(v) -> None:
   if v.batch_size_in_tokens:
     # A micro-batch gets 1/(replicas x accumulation) of the train budget (replicas: main()).
     # Only the budgets of the phases this run does (--do_train / --do_eval / --do_predict).
-    shares = {"train_batch_size": (v.do_train, v.gradient_accumulation_steps),
+    shares = {"train_batch_size": (v.do_train, max(v.gradient_accumulation_steps, 1)),
               "eval_batch_size": (v.do_eval, 1), "predict_batch_size": (v.do_predict, 1)}
     for name, (used, parts) in shares.items():
       if used and getattr(v, name) // parts < v.max_seq_length:
         problems.append(check_token_budget(name, getattr(v, name), parts, v.max_seq_length))
-  elif v.train_batch_size % v.gradient_accumulation_steps:
+  elif v.gradient_accumulation_steps >= 1 and v.train_batch_size % v.gradient_accumulation_steps:
     problems.append(f"--train_batch_size ({v.train_batch_size}) must be divisible by "
                     f"--gradient_accumulation_steps ({v.gradient_accumulation_steps})")
   if v.task_name and v.task_name != "xnli" and (
-      v["xnli_language"].present or v["xnli_eval_languages"].present):
+      common.changed(v, "xnli_language") or common.changed(v, "xnli_eval_languages")):
     problems.append(f"--xnli_language / --xnli_eval_languages apply only to --task_name=xnli, "
                     f"not {v.task_name}")
   for name in ("xnli_language", "xnli_eval_languages"):
@@ -92,11 +78,7 @@ def validate(v) -> None:
         classifier_data.parse_languages(getattr(v, name), f"--{name}")
     except ValueError as e:
       problems.append(str(e))
-  if common.resolved_dtype(v) != "fp16" and v["initial_loss_scale"].present:
-    problems.append("--initial_loss_scale applies only to fp16 (loss scaling is off for "
-                    f"{common.resolved_dtype(v)})")
-  if problems:
-    raise app.UsageError("invalid flags:\n  " + "\n  ".join(problems))
+  common.raise_if(problems)
 
 
 def check_token_budget(name: str, tokens: int, parts: int, max_seq_length: int) -> str:
@@ -105,22 +87,23 @@ def check_token_budget(name: str, tokens: int, parts: int, max_seq_length: int) 
           f"{max_seq_length}: a longest example would not fit")
 
 
-def to_configs(v):
-  """Flags -> (BertConfig, FinetuneConfig, OptimizerConfig), once, in main()."""
-  bert_config = common.bert_config_from_flags(v)
-  config = finetuning.FinetuneConfig(
-      output_dir=v.output_dir, train_batch_size=v.train_batch_size,
-      eval_batch_size=v.eval_batch_size, predict_batch_size=v.predict_batch_size,
-      batch_size_in_tokens=v.batch_size_in_tokens, max_seq_length=v.max_seq_length,
-      num_train_epochs=v.num_train_epochs, warmup_proportion=v.warmup_proportion,
-      gradient_accumulation_steps=v.gradient_accumulation_steps,
-      dtype=common.resolved_dtype(v), recompute=v.recompute,
-      iterations_per_loop=v.iterations_per_loop, save_checkpoints_steps=v.save_checkpoints_steps,
-      keep_checkpoint_max=v.keep_checkpoint_max, seed=v.seed, use_xla=v.use_xla,
-      initial_loss_scale=v.initial_loss_scale, max_consecutive_skips=v.max_consecutive_skips,
-      stall_timeout_secs=v.stall_timeout_secs, classifier_dropout=v.classifier_dropout)
+def to_configs(v) -> configs.RunSpec:
+  """Flags -> the run's frozen configuration, once, in main()."""
+  config = configs.FinetuneConfig(
+      **common.run_fields(v), predict_batch_size=v.predict_batch_size,
+      batch_size_in_tokens=v.batch_size_in_tokens, num_train_epochs=v.num_train_epochs,
+      warmup_proportion=v.warmup_proportion, classifier_dropout=v.classifier_dropout)
   # google's run_classifier: AdamW, no bias correction; steps filled in from the data.
-  optimizer_config = optimization.OptimizerConfig(
+  optimizer_config = configs.OptimizerConfig(
       name="adamw", learning_rate=v.learning_rate, num_train_steps=1, num_warmup_steps=0,
       weight_decay_rate=v.weight_decay_rate, clip_norm=v.clip_norm)
-  return bert_config, config, optimizer_config
+  data = configs.ClassifierInputConfig(
+      task_name=v.task_name, data_dir=v.data_dir, vocab_file=v.vocab_file,
+      do_lower_case=v.do_lower_case, xnli_language=v.xnli_language,
+      xnli_eval_languages=v.xnli_eval_languages, eval_split=v.eval_split,
+      skip_malformed_rows=v.skip_malformed_rows, cache_features=v.cache_features)
+  return configs.RunSpec(
+      bert_config=common.bert_config_from_flags(v), run=config, optimizer=optimizer_config,
+      distribution=common.distribution_config(v), data=data,
+      phases=configs.Phases(do_train=v.do_train, do_eval=v.do_eval, do_predict=v.do_predict),
+      init_checkpoint=v.init_checkpoint)

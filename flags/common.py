@@ -1,28 +1,44 @@
-"""Flags shared by run_pretraining.py and run_classifier.py: model, precision, recompute,
-distribution. Each concept has one general flag and, where the seeds had one, a short form
-(``--use_fp16`` = ``--dtype=fp16``, ``--multi_gpu`` = ``--distribution=mirrored``); the short form
-and the general flag must agree or the run is refused (see ``validate_common``)."""
+"""Flags shared by run_pretraining.py and run_classifier.py, each defined once: model, precision,
+recompute, distribution, batches, checkpoints, optimizer basics and the health rules.
+
+Each concept has one general flag and, where the seeds had one, a short form (``--use_fp16`` =
+``--dtype=fp16``, ``--multi_gpu`` = ``--distribution=mirrored``); the short form and the
+general flag must agree or the run is refused (see ``validate_common``). Flags become config
+dataclasses (``bert_tf.configs``) once, in ``main()``; ``flags_file_lines`` turns them back
+into a ``--flagfile`` that reproduces the run.
+"""
 from __future__ import annotations
 
 from absl import flags as absl_flags
 
-from bert_tf import distribution, precision
-from bert_tf.modeling import RECOMPUTE_MODES
+from bert_tf import configs
+
+# Names this package defined, per FlagValues: what run.flags holds.
+_DEFINED: dict[int, list[str]] = {}
 
 
 class _Definer:
-  """absl's DEFINE_* bound to one FlagValues (tests define flags on a fresh FlagValues)."""
+  """absl's DEFINE_* bound to one FlagValues (tests define flags on a fresh FlagValues), and
+  remembering the names defined there."""
 
   def __init__(self, flag_values):
     self._flag_values = flag_values
+    self._names = _DEFINED.setdefault(id(flag_values), [])
 
   def __getattr__(self, name):
     define = getattr(absl_flags, name)
-    return lambda *args, **kwargs: define(*args, flag_values=self._flag_values, **kwargs)
+
+    def defined(flag_name, *args, **kwargs):
+      self._names.append(flag_name)
+      return define(flag_name, *args, flag_values=self._flag_values, **kwargs)
+
+    return defined
 
 
 def define_common_flags(flag_values=absl_flags.FLAGS) -> None:
+  _DEFINED[id(flag_values)] = []  # the shared flags come first: a fresh list per FlagValues
   f = _Definer(flag_values)
+  # The model and where it starts from.
   f.DEFINE_string("bert_config_file", None, "google bert_config.json of the model.")
   f.DEFINE_string("bert_preset", None, "Instead of --bert_config_file: tiny, mini, small, medium, "
                   "base, large or L-{2..12}_H-{128,256,512,768}_A-*. Needs --vocab_size.")
@@ -30,32 +46,53 @@ def define_common_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_string("init_checkpoint", None, "Initial weights: a google TF1 checkpoint "
                   "(bert_model.ckpt), one of our pretraining checkpoints or an encoder export.")
   f.DEFINE_string("output_dir", None, "Where checkpoints, logs and results go.")
+  f.DEFINE_bool("do_train", False, "Whether to run training.")
+  f.DEFINE_bool("do_eval", False, "Whether to evaluate.")
+  # Batches and sequence length.
   f.DEFINE_integer("max_seq_length", 128, "Maximum total input sequence length in tokens.")
-  f.DEFINE_enum("dtype", None, list(precision.DTYPES), "Compute precision (default fp32). "
+  f.DEFINE_integer("train_batch_size", 32, "Global examples per optimizer step (all replicas "
+                   "and accumulation micro-batches together), as in google's scripts; tokens "
+                   "with run_classifier.py --batch_size_in_tokens.")
+  f.DEFINE_integer("eval_batch_size", 8, "Global eval batch: examples, or tokens.")
+  f.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per optimizer step; the "
+                   "global batch is split into replicas x this many micro-batches.")
+  # Precision and memory.
+  f.DEFINE_enum("dtype", None, list(configs.DTYPES), "Compute precision (default fp32). "
                 "fp16 = mixed_float16 with dynamic loss scaling; bf16 = mixed_bfloat16.")
   f.DEFINE_bool("use_fp16", False, "Short form of --dtype=fp16.")
-  f.DEFINE_enum("distribution", None, list(distribution.DISTRIBUTIONS),
+  f.DEFINE_enum("recompute", "none", list(configs.RECOMPUTE_MODES), "Activation recompute: none; "
+                "full (every transformer block); selective (the attention core and the FFN "
+                "activation: cheap to recompute, large to keep).")
+  f.DEFINE_bool("use_xla", False, "Compile each train step with XLA (measure first: it was "
+                "slower on CPU).")
+  # Where it runs.
+  f.DEFINE_enum("distribution", None, list(configs.DISTRIBUTIONS),
                 "How to spread the work (default one_device).")
   f.DEFINE_bool("multi_gpu", False, "Short form of --distribution=mirrored: all local GPUs.")
   f.DEFINE_bool("use_horovod", False, "Short form of --distribution=horovod (launch with "
                 "horovodrun -np N ...; one device per process).")
-  f.DEFINE_enum("collective", "auto", list(distribution.COLLECTIVES), "multi_worker_mirrored "
+  f.DEFINE_enum("collective", "auto", list(configs.COLLECTIVES), "multi_worker_mirrored "
                 "all-reduce implementation: ring (gRPC, CPU), nccl (GPU) or auto.")
   f.DEFINE_bool("horovod_fp16_compression", False, "horovod: all-reduce gradients in float16.")
-  f.DEFINE_float("stall_timeout_secs", 1800.0, "If no training loop call finishes for this "
-                 "long (a dead or frozen peer), dump all stacks and exit non-zero (0: off).")
   f.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices, so that "
                    "--multi_gpu runs on a machine without GPUs (for trying things out).")
-  f.DEFINE_enum("recompute", "none", list(RECOMPUTE_MODES), "Activation recompute: none; "
-                "full (every transformer block); selective (the attention core and the FFN "
-                "activation: cheap to recompute, large to keep).")
-  f.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per optimizer step; the "
-                   "global batch is split into replicas x this many micro-batches.")
-  f.DEFINE_bool("use_xla", False, "Compile the training loop with XLA (measure first: it was "
-                "slower on CPU).")
   f.DEFINE_integer("seed", 12345, "Seed for initialisation, data order and dropout.")
   f.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism (bitwise repeatable "
                 "runs and resumes; slower on GPU).")
+  # Optimizer basics.
+  f.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
+  f.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
+  f.DEFINE_float("clip_norm", 1.0, "Global-norm clipping of the unscaled gradients (0: off).")
+  # Checkpoints, logging and the health rules.
+  f.DEFINE_integer("save_checkpoints_steps", 1000, "Save a checkpoint every this many steps.")
+  f.DEFINE_integer("iterations_per_loop", 100, "Steps per compiled loop call and per log line.")
+  f.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept in --output_dir.")
+  f.DEFINE_integer("max_consecutive_skips", 20, "Abort after this many consecutive steps with "
+                   "a non-finite loss or gradient (fp16 overflow skips included).")
+  f.DEFINE_float("min_loss_scale", 1.0, "fp16: abort when the dynamic loss scale falls below.")
+  f.DEFINE_float("initial_loss_scale", 2.0 ** 15, "fp16: initial dynamic loss scale.")
+  f.DEFINE_float("stall_timeout_secs", 1800.0, "If no training loop call finishes for this "
+                 "long (a dead or frozen peer), dump all stacks and exit non-zero (0: off).")
 
 
 def resolved_dtype(flag_values) -> str:
@@ -66,6 +103,18 @@ def resolved_distribution(flag_values) -> str:
   v = flag_values
   return v.distribution or ("horovod" if v.use_horovod else
                             "mirrored" if v.multi_gpu else "one_device")
+
+
+def changed(flag_values, name: str) -> bool:
+  """The flag differs from its default. (Not ``.present``: a run.flags file names every flag,
+  defaults included, and must validate as the original command did.)"""
+  return flag_values[name].value != flag_values[name].default
+
+
+def _check_at_least_one(v, names, problems):
+  for name in names:
+    if getattr(v, name) < 1:
+      problems.append(f"--{name} must be >= 1, got {getattr(v, name)}")
 
 
 def validate_common(flag_values) -> list[str]:
@@ -83,7 +132,7 @@ def validate_common(flag_values) -> list[str]:
     problems.append("--use_horovod and --multi_gpu are two different backends; give one "
                     "(under horovodrun each process drives one GPU)")
   dist = resolved_distribution(v)
-  if v["collective"].present and dist != "multi_worker_mirrored":
+  if changed(v, "collective") and dist != "multi_worker_mirrored":
     problems.append(f"--collective applies to --distribution=multi_worker_mirrored, not {dist}")
   if v.horovod_fp16_compression and dist != "horovod":
     problems.append(f"--horovod_fp16_compression applies to --distribution=horovod, not {dist}")
@@ -93,18 +142,69 @@ def validate_common(flag_values) -> list[str]:
     problems.append("--bert_preset needs --vocab_size (the size of your vocab.txt)")
   if not v.output_dir:
     problems.append("--output_dir is required")
-  if v.gradient_accumulation_steps < 1:
-    problems.append(f"--gradient_accumulation_steps must be >= 1, got "
-                    f"{v.gradient_accumulation_steps}")
+  _check_at_least_one(v, ("gradient_accumulation_steps", "train_batch_size", "eval_batch_size",
+                          "save_checkpoints_steps", "iterations_per_loop",
+                          "keep_checkpoint_max"), problems)
   if v.max_seq_length < 2:
     problems.append(f"--max_seq_length must be >= 2, got {v.max_seq_length}")
   if v.cpu_devices < 0:
     problems.append(f"--cpu_devices must be >= 0, got {v.cpu_devices}")
+  dtype = resolved_dtype(v)
+  for name in ("initial_loss_scale", "min_loss_scale"):
+    if dtype != "fp16" and changed(v, name):
+      problems.append(f"--{name} applies only to fp16 (loss scaling is off for {dtype})")
   return problems
 
 
-def bert_config_from_flags(flag_values):
-  from bert_tf import configs
+def raise_if(problems: list[str]) -> None:
+  if problems:
+    from absl import app
+    raise app.UsageError("invalid flags:\n  " + "\n  ".join(problems))
+
+
+def bert_config_from_flags(flag_values) -> configs.BertConfig:
   if flag_values.bert_config_file:
     return configs.BertConfig.from_json_file(flag_values.bert_config_file)
   return configs.preset(flag_values.bert_preset, vocab_size=flag_values.vocab_size)
+
+
+def run_fields(flag_values) -> dict:
+  """The ``RunConfig`` fields, from the shared flags (task configs add their own)."""
+  v = flag_values
+  return dict(
+      output_dir=v.output_dir, train_batch_size=v.train_batch_size,
+      eval_batch_size=v.eval_batch_size, max_seq_length=v.max_seq_length,
+      gradient_accumulation_steps=v.gradient_accumulation_steps, dtype=resolved_dtype(v),
+      recompute=v.recompute, iterations_per_loop=v.iterations_per_loop,
+      save_checkpoints_steps=v.save_checkpoints_steps, keep_checkpoint_max=v.keep_checkpoint_max,
+      seed=v.seed, use_xla=v.use_xla, max_consecutive_skips=v.max_consecutive_skips,
+      min_loss_scale=v.min_loss_scale, initial_loss_scale=v.initial_loss_scale,
+      stall_timeout_secs=v.stall_timeout_secs)
+
+
+def distribution_config(flag_values) -> configs.DistributionConfig:
+  v = flag_values
+  return configs.DistributionConfig(
+      distribution=resolved_distribution(v), collective=v.collective,
+      horovod_fp16_compression=v.horovod_fp16_compression, cpu_devices=v.cpu_devices,
+      deterministic=v.deterministic)
+
+
+def flags_file_lines(flag_values) -> list[str]:
+  """Every flag this package defined, with its value, as ``--flagfile`` lines: passing the
+  file back (``--flagfile=<output_dir>/run.flags``) repeats the run exactly."""
+  lines = []
+  for name in _DEFINED.get(id(flag_values), []):
+    flag = flag_values[name]
+    if flag.value is not None:
+      lines.append(flag.serialize())
+  return lines
+
+
+def record_run(flag_values, spec: configs.RunSpec, runtime_description: str) -> list[str]:
+  """Writes ``run_config.json`` (every section, readable) and ``run.flags`` (every flag, for
+  ``--flagfile``) into the output directory; call on the chief. Returns the paths."""
+  output_dir = spec.run.output_dir
+  return [configs.save_resolved_config(output_dir, runtime=runtime_description,
+                                       **spec.sections()),
+          configs.write_flags_file(output_dir, flags_file_lines(flag_values))]

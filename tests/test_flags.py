@@ -24,12 +24,12 @@ def _parse(*args):
 def test_short_forms_resolve_to_general_flags():
   v = _parse(*REQUIRED, "--use_fp16", "--multi_gpu")
   pretraining_flags.validate(v)
-  _, train, _ = pretraining_flags.to_configs(v)
-  assert train.dtype == "fp16"
+  spec = pretraining_flags.to_configs(v)
+  assert spec.run.dtype == "fp16" and spec.distribution.distribution == "mirrored"
   from flags import common
   assert common.resolved_distribution(v) == "mirrored"
   v = _parse(*REQUIRED)
-  assert pretraining_flags.to_configs(v)[1].dtype == "fp32"
+  assert pretraining_flags.to_configs(v).run.dtype == "fp32"
 
 
 def test_validator_lists_every_contradiction():
@@ -55,9 +55,33 @@ def test_recipes_parse_validate_and_fit_eight_replicas(recipe):
   v = _parse(f"--flagfile={recipe}", "--bert_preset=large", "--vocab_size=30522",
              "--input_file=data/*.tfrecord", "--output_dir=/tmp/out")
   pretraining_flags.validate(v)
-  bert, train, opt = pretraining_flags.to_configs(v)
+  spec = pretraining_flags.to_configs(v)
+  train, opt = spec.run, spec.optimizer
   train.check_divisible(8)
   assert opt.name == "lamb" and opt.decay_power == 0.5
   phase2 = "phase2" in recipe
   assert train.max_seq_length == (512 if phase2 else 128)
   assert train.max_predictions_per_seq == (80 if phase2 else 20)
+
+
+def test_flags_file_lists_every_flag_and_reads_back_to_the_same_configuration(tmp_path):
+  """run.flags names every flag (defaults included) and, passed back with --flagfile, gives
+  the same resolved configuration and passes the validator (a default given explicitly is
+  not a contradiction: --collective=auto under Mirrored, --initial_loss_scale under fp32)."""
+  from flags import common
+  v = _parse(*REQUIRED, "--multi_gpu", "--gradient_accumulation_steps=2", "--dynamic_masking",
+             "--vocab_file=vocab.txt", "--eval_input_file=held_out.tfrecord")
+  pretraining_flags.validate(v)
+  lines = common.flags_file_lines(v)
+  for expected in ("--multi_gpu", "--gradient_accumulation_steps=2", "--dynamic_masking",
+                   "--vocab_file=vocab.txt", "--eval_input_file=held_out.tfrecord",
+                   "--collective=auto", "--initial_loss_scale=32768.0", "--nouse_fp16"):
+    assert expected in lines, (expected, lines)
+  path = tmp_path / "run.flags"
+  path.write_text("".join(line + "\n" for line in lines))
+  again = _parse(f"--flagfile={path}")
+  pretraining_flags.validate(again)
+  assert pretraining_flags.to_configs(again) == pretraining_flags.to_configs(v)
+  # A later flag overrides the file's, as absl reads them in order.
+  moved = _parse(f"--flagfile={path}", "--output_dir=/tmp/elsewhere")
+  assert pretraining_flags.to_configs(moved).run.output_dir == "/tmp/elsewhere"

@@ -64,6 +64,22 @@ def test_train_metrics_are_strict_json(trained):
   assert [r["step"] for r in read_metrics(out / "train_metrics.jsonl")] == [2, 4]
 
 
+def test_saved_flags_reproduce_the_run(trained, tmp_path):
+  """run_config.json holds every data flag; --flagfile=<output_dir>/run.flags (with only the
+  output directory moved) repeats the run: the same first logged loss, exactly."""
+  out, _ = trained
+  resolved = json.loads((out / "run_config.json").read_text())
+  assert {"input_file", "eval_input_file", "dynamic_masking", "vocab_file",
+          "skip_corrupt_records"} <= set(resolved["data"])
+  assert resolved["distribution"]["distribution"] == "mirrored"
+  assert resolved["phases"] == {"do_train": True, "do_eval": True, "do_predict": False}
+  again = tmp_path / "again"
+  result = _run([f"--flagfile={out / 'run.flags'}", f"--output_dir={again}"])
+  assert result.returncode == 0, result.stderr[-4000:]
+  first, repeated = (read_metrics(d / "train_metrics.jsonl")[0] for d in (out, again))
+  assert repeated["step"] == first["step"] and repeated["loss"] == first["loss"], (first, repeated)
+
+
 def test_records_disagreeing_with_flags_fail_with_both_values(tmp_path):
   records = _setup(tmp_path)
   result = _run([f"--bert_config_file={tmp_path / 'bert_config.json'}",

@@ -4,10 +4,11 @@ and how a run's resolved configuration is saved."""
 from bert_tf.configs.model import ACTIVATIONS, PRESETS, BertConfig, preset
 from bert_tf.configs.run import (COLLECTIVES, DISTRIBUTIONS, DTYPES, OPTIMIZERS, RECOMPUTE_MODES,
                                  ClassifierInputConfig, DistributionConfig, FinetuneConfig,
-                                 OptimizerConfig, PretrainingInputConfig, RunConfig, TrainConfig)
+                                 OptimizerConfig, Phases, PretrainingInputConfig, RunConfig,
+                                 RunSpec, TrainConfig)
 from bert_tf.configs.saving import save_resolved_config, write_flags_file
 
 __all__ = ["ACTIVATIONS", "PRESETS", "BertConfig", "preset", "COLLECTIVES", "DISTRIBUTIONS",
            "DTYPES", "OPTIMIZERS", "RECOMPUTE_MODES", "ClassifierInputConfig",
-           "DistributionConfig", "FinetuneConfig", "OptimizerConfig", "PretrainingInputConfig",
-           "RunConfig", "TrainConfig", "save_resolved_config", "write_flags_file"]
+           "DistributionConfig", "FinetuneConfig", "OptimizerConfig", "Phases", "PretrainingInputConfig",
+           "RunConfig", "RunSpec", "TrainConfig", "save_resolved_config", "write_flags_file"]

@@ -14,7 +14,9 @@ The command-line tools build these once from flags (``flags/``) and write them a
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Union
+
+from bert_tf.configs.model import BertConfig
 
 DTYPES = ("fp32", "fp16", "bf16")
 RECOMPUTE_MODES = ("none", "full", "selective")
@@ -152,3 +154,30 @@ class ClassifierInputConfig:
   eval_split: str = "dev"
   skip_malformed_rows: bool = False
   cache_features: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Phases:
+  """What a command does: train, evaluate, predict (google's --do_* flags)."""
+  do_train: bool = False
+  do_eval: bool = False
+  do_predict: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """A command's whole configuration, resolved once from flags in ``main()``; its sections
+  are what ``run_config.json`` holds."""
+  bert_config: BertConfig
+  run: RunConfig                       # a TrainConfig or a FinetuneConfig
+  optimizer: OptimizerConfig
+  distribution: DistributionConfig
+  data: Union[PretrainingInputConfig, ClassifierInputConfig]
+  phases: Phases
+  init_checkpoint: Optional[str] = None
+
+  def sections(self) -> dict:
+    sections = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+    # The run section keeps the name it has always had in run_config.json.
+    sections["train" if isinstance(self.run, TrainConfig) else "finetune"] = sections.pop("run")
+    return sections

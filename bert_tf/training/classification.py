@@ -145,8 +145,9 @@ class ClassifierTrainer(Engine):
       return {}
     unit = "tokens" if cfg.batch_size_in_tokens else "examples"
     self.describe(f"fine-tuning {self.task_spec.name} on {len(features)} examples "
-                  f"({cfg.num_train_epochs:.3g} epochs)", start, target,
-                  f"{cfg.train_batch_size} {unit}")
+                  f"({cfg.num_train_epochs:.3g} epochs),", start, target,
+                  f"{cfg.train_batch_size} {unit} per step = {self.runtime.num_replicas} "
+                  f"replica(s) x {cfg.gradient_accumulation_steps} accumulation")
     pad_to = None if cfg.batch_size_in_tokens else cfg.max_seq_length
     iterator = iter(self._distribute(features, steps, cfg.gradient_accumulation_steps, start,
                                      pad_to))

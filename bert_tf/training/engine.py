@@ -239,7 +239,5 @@ class Engine:
 
   def describe(self, what: str, start: int, target: int, batch: str) -> None:
     cfg = self.config
-    logging.info("%s on %s: steps %d -> %d, %s per step = %d replica(s) x %d accumulation, "
-                 "%s, recompute=%s", what, self.runtime.description, start, target, batch,
-                 self.runtime.num_replicas, cfg.gradient_accumulation_steps, cfg.dtype,
-                 cfg.recompute)
+    logging.info("%s %s: steps %d -> %d, %s, %s, recompute=%s", what, self.runtime.description,
+                 start, target, batch, cfg.dtype, cfg.recompute)

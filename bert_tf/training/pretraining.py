@@ -164,8 +164,10 @@ class Pretrainer(Engine):
     if start >= target:
       logging.info("nothing to do: step %d >= %d", start, target)
       return {}
-    self.describe("pretraining", start, target,
-                  f"{cfg.train_batch_size} examples ({self.micro_batch} per micro-batch)")
+    self.describe("training", start, target,
+                  f"global batch {cfg.train_batch_size} = {self.runtime.num_replicas} replica(s)"
+                  f" x {self.micro_batch} micro-batch x {cfg.gradient_accumulation_steps} "
+                  "accumulation")
     evaluate = self.evaluate if self.eval_dataset_fn is not None else None
     metrics = self.fit(iter(self.distributed_train_dataset(start)), start, target,
                        evaluate=evaluate, eval_every_steps=cfg.eval_every_steps)
