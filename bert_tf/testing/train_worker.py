@@ -54,6 +54,8 @@ def _save(result_dir, name, weights, **arrays):
 
 
 def main(argv):
+  if len(argv) != 2:
+    sys.exit(__doc__)
   spec = json.loads(argv[1])
   runtime = distribution.make_runtime(spec["distribution"])
   initial = dict(np.load(spec["initial_weights"]))
