@@ -13,7 +13,7 @@ from absl import app
 from absl import flags as absl_flags
 from absl import logging
 
-from bert_tf.data import demo
+from bert_tf.data.demo import pretraining_data as demo
 from flags import data as data_flags
 
 data_flags.define_prepare_demo_data_flags()

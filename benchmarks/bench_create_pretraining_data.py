@@ -2,7 +2,7 @@
 
   python benchmarks/bench_create_pretraining_data.py [--copies=20] [--dupe_factor=10]
 
-Text: the demo corpus (CPython's bundled documentation, bert_tf.data.text.demo_documents)
+Text: the demo corpus (CPython's bundled documentation, bert_tf.data.demo.corpus)
 repeated ``--copies`` times; vocab learned from it. Both sides run as command-line scripts
 in subprocesses (end to end: start-up, tokenization, instance creation, writing) with google's
 default flags (max_seq_length 128, max_predictions_per_seq 20, dupe_factor 10), and also
@@ -53,8 +53,9 @@ def main():
 
   from bert_tf import tokenization, vocab as vocab_lib
   from bert_tf.data import pretraining, text
+  from bert_tf.data.demo import corpus as demo_corpus
 
-  docs = text.demo_documents() * args.copies
+  docs = demo_corpus.demo_documents() * args.copies
   with tempfile.TemporaryDirectory() as tmp:
     corpus, vocab_file = os.path.join(tmp, "corpus.txt"), os.path.join(tmp, "vocab.txt")
     text.write_documents(docs, corpus)

@@ -6,8 +6,9 @@ import pytest
 
 from bert_tf import tokenization
 from bert_tf.data import classifier as data
+from bert_tf.testing.files import GLUE_FILES, write_glue_task, write_tsv, write_xnli_sample
 
-from classifier_helpers import GLUE_FILES, write_glue_task, write_tsv, write_xnli_sample
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("name", sorted(GLUE_FILES))
@@ -146,7 +147,7 @@ def test_token_budget_batches_cover_every_example_once_within_budget():
   batches = data.micro_batches(lengths, token_budget=1024, rng=np.random.default_rng(1))
   flat = np.concatenate(batches)
   assert sorted(flat.tolist()) == list(range(1000))
-  padded = [len(b) * data._round_up(int(lengths[b].max())) for b in batches]
+  padded = [len(b) * data.round_up(int(lengths[b].max())) for b in batches]
   assert max(padded) <= 1024
   assert sum(lengths) / sum(padded) > 0.85  # bucketing: little padding
   fixed = data.micro_batches(lengths, batch_size=8)
@@ -181,3 +182,18 @@ def test_features_cache_is_reused_and_keyed_by_settings(tmp_path):
   messages.clear()
   load(16)
   assert not any("from cache" in m for m in messages)
+
+
+def test_tasks_name_their_cache_identity_and_files(tmp_path):
+  """What keys a split's feature cache comes from the task itself (XNLI: its languages and
+  every file of its layouts; a GLUE task: its split's files)."""
+  xnli = data.make_task("xnli", "en,de", "fr")
+  assert xnli.cache_identity() == ("xnli", ("en", "de"), ("fr",))
+  assert data.make_task("mrpc").cache_identity() == ("mrpc", None, None)
+  assert data.make_task("mnli").split_files("glue/MNLI", "dev") == [
+      "glue/MNLI/dev_matched.tsv", "glue/MNLI/dev_mismatched.tsv"]
+  assert data.make_task("rte").split_files("glue/RTE", "nope") == []
+  paths = write_xnli_sample(tmp_path, train=3, evals=3, languages=("en",))
+  files = xnli.split_files(os.path.join(paths["data_dir"], "XNLI-1.0"), "dev")
+  assert sorted({os.path.basename(f) for f in files}) == [
+      "multinli.train.en.tsv", "xnli.dev.tsv", "xnli.test.tsv"]

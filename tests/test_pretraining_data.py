@@ -1,9 +1,12 @@
-"""create_pretraining_data against Model Garden's reference, the TFRecord reader, dynamic
-masking, vocab learning, the sentence splitter and the demo data builder."""
+"""create_pretraining_data against Model Garden's reference, its parts (shuffle, truncation,
+the one record serializer, the worker context), the TFRecord reader, dynamic masking, vocab
+learning, the sentence splitter and the demo data builder."""
+import dataclasses
 import os
 import random
 import subprocess
 import sys
+import types
 
 import bert_tf  # noqa: F401  (before tensorflow: selects Keras 2)
 import numpy as np
@@ -13,7 +16,9 @@ from official.nlp.data import create_pretraining_data as reference
 from official.nlp.tools import tokenization as reference_tokenization
 
 from bert_tf import tokenization, vocab as vocab_lib
-from bert_tf.data import demo, pretraining, pretraining_input, text
+from bert_tf.data import pretraining, pretraining_input, text
+from bert_tf.data.demo import corpus as demo_corpus, pretraining_data as demo
+from bert_tf.data.pretraining import masking
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQ, PREDS = 64, 10
@@ -22,7 +27,7 @@ SEQ, PREDS = 64, 10
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
   root = tmp_path_factory.mktemp("pretraining")
-  docs = text.demo_documents()[:60]
+  docs = demo_corpus.demo_documents()[:60]
   text.write_documents(docs, str(root / "corpus.txt"))
   vocab = vocab_lib.build_vocab([s for d in docs for s in d], 3000)
   vocab_lib.write_vocab(vocab, str(root / "vocab.txt"))
@@ -56,6 +61,7 @@ def _ours(root, name, seed, whole_word, num_workers=1, documents_per_chunk=20000
   return outs, stats
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("whole_word", [False, True], ids=["token", "whole_word"])
 def test_identical_to_reference_in_one_chunk(corpus, whole_word):
   """Same seed, one chunk, one worker, the reference's random stream: record for record what
@@ -87,6 +93,7 @@ def _statistics(paths):
           "n_masked": real.sum()}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("whole_word", [False, True], ids=["token", "whole_word"])
 def test_statistics_match_reference_with_parallel_chunks(corpus, whole_word):
   """The fast path (numpy masks, 2 workers, chunks of 15 documents, another seed): the same
@@ -109,6 +116,7 @@ def test_statistics_match_reference_with_parallel_chunks(corpus, whole_word):
   assert abs(ours["length"] - ref["length"]) < 0.05 * ref["length"]
 
 
+@pytest.mark.unit
 def test_reader_batches(corpus):
   outs, stats = _ours(corpus, "read", 3, False, shards=2)
   raw = [e for p in outs for e in _records(p)]
@@ -146,6 +154,7 @@ def test_reader_batches(corpus):
     assert batch["input_ids"].shape == (16, SEQ)
 
 
+@pytest.mark.unit
 def test_reader_shape_mismatch_names_both_values(corpus):
   outs, _ = _ours(corpus, "shape", 3, False, dupe_factor=1)
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"input_ids of length 64.*--max_seq_length is 128"):
@@ -155,6 +164,7 @@ def test_reader_shape_mismatch_names_both_values(corpus):
     next(iter(pretraining_input.make_pretraining_dataset(outs, 4, SEQ, 20, False)))
 
 
+@pytest.mark.unit
 def test_corrupt_record_named_or_skipped_and_counted(corpus, tmp_path):
   outs, _ = _ours(corpus, "corrupt", 3, False, dupe_factor=1, shards=2)
   bad = tmp_path / "bad.tfrecord"
@@ -173,6 +183,7 @@ def test_corrupt_record_named_or_skipped_and_counted(corpus, tmp_path):
   assert len(_records(outs[1])) < n < len(_records(outs[0])) + len(_records(outs[1]))
 
 
+@pytest.mark.unit
 def test_dynamic_masking(corpus):
   outs, _ = _ours(corpus, "unmasked", 5, False, dupe_factor=1, preds=0)
   vocab = tokenization.load_vocab(str(corpus / "vocab.txt"))
@@ -205,6 +216,7 @@ def test_dynamic_masking(corpus):
   assert not np.array_equal(again, next(iter(ds))["masked_lm_positions"].numpy())
 
 
+@pytest.mark.unit
 def test_bad_inputs_name_the_file(corpus, tmp_path):
   tokenizer = tokenization.BertTokenizer(str(corpus / "vocab.txt"))
   config = pretraining.PretrainingDataConfig(num_workers=1)
@@ -221,17 +233,19 @@ def test_bad_inputs_name_the_file(corpus, tmp_path):
     pretraining.PretrainingDataConfig(max_seq_length=3)
 
 
+@pytest.mark.unit
 def test_build_vocab(corpus):
   vocab = [line.rstrip("\n") for line in open(corpus / "vocab.txt", encoding="utf-8")]
   assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
   assert len(vocab) == len(set(vocab)) <= 3000
   tok = tokenization.BertTokenizer(str(corpus / "vocab.txt"))
-  lines = [s for d in text.demo_documents()[:60] for s in d]
+  lines = [s for d in demo_corpus.demo_documents()[:60] for s in d]
   ids = [i for row in tok.encode_batch(lines) for i in row]
   assert ids.count(tok.vocab["[UNK]"]) < 0.001 * len(ids)
   assert len(ids) < 1.6 * sum(len(line.split()) for line in lines)
 
 
+@pytest.mark.unit
 def test_sentence_splitter_and_documents():
   assert text.split_sentences("Dr. Smith arrived at 3 p.m. today. He left!  Was it e.g. "
                               "Python 3.11? Yes.\n\"Quoted.\" Next one") == [
@@ -241,11 +255,12 @@ def test_sentence_splitter_and_documents():
   assert docs == [["One.", "Two."], ["Three.", "Four."]]
   assert text.text_to_documents("One. Two.\n\nThree.") == [["One.", "Two.", "Three."]]
   assert "".join(text.format_documents(docs)) == "One.\nTwo.\n\nThree.\nFour.\n\n"
-  demo_docs = text.demo_documents()
+  demo_docs = demo_corpus.demo_documents()
   assert len(demo_docs) > 150 and sum(map(len, demo_docs)) > 2500
   assert all(len(d) >= 2 and all(s.strip() and "\n" not in s for s in d) for d in demo_docs)
 
 
+@pytest.mark.unit
 def test_prepare_demo_data_is_idempotent(tmp_path):
   settings = demo.DemoSettings(vocab_size=2000, max_seq_length=64, max_predictions_per_seq=8,
                                dupe_factor=1, num_shards=2)
@@ -270,6 +285,7 @@ def test_prepare_demo_data_is_idempotent(tmp_path):
   assert (other / "vocab.txt").read_text() == "mine\n"
 
 
+@pytest.mark.integration
 def test_create_pretraining_data_cli(corpus, tmp_path):
   outs = [str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]
   cmd = [sys.executable, os.path.join(REPO, "create_pretraining_data.py"),
@@ -286,9 +302,10 @@ def test_create_pretraining_data_cli(corpus, tmp_path):
   assert bad.returncode != 0 and "missing.txt" in bad.stderr
 
 
+@pytest.mark.integration
 def test_build_vocab_cli(tmp_path):
   corpus = tmp_path / "corpus.txt"
-  text.write_documents(text.demo_documents()[:30], str(corpus))
+  text.write_documents(demo_corpus.demo_documents()[:30], str(corpus))
   out = tmp_path / "vocab.txt"
   cmd = [sys.executable, os.path.join(REPO, "build_vocab.py"), f"--input_file={corpus}",
          f"--output_file={out}", "--vocab_size=500", "--num_unused=3"]
@@ -302,8 +319,9 @@ def test_build_vocab_cli(tmp_path):
   assert out.read_text(encoding="utf-8").splitlines() == vocab
 
 
+@pytest.mark.unit
 def test_fast_truncation_has_the_reference_distribution():
-  """_truncate_fast (O(1)) gives the same outcomes with the same frequencies as google's loop."""
+  """truncate_fast (O(1)) gives the same outcomes with the same frequencies as google's loop."""
   import collections
   for la, lb, limit in [(10, 3, 8), (3, 10, 8), (7, 7, 9), (12, 9, 10), (5, 5, 3)]:
     a0, b0 = list(range(la)), list(range(100, 100 + lb))
@@ -311,9 +329,84 @@ def test_fast_truncation_has_the_reference_distribution():
     rng = random.Random(0)
     for _ in range(6000):
       a, b = list(a0), list(b0)
-      pretraining._truncate_seq_pair(a, b, limit, rng)
+      pretraining.truncate_seq_pair(a, b, limit, rng)
       ref[tuple(a), tuple(b)] += 1
-      a, b = pretraining._truncate_fast(list(a0), list(b0), limit, rng)
+      a, b = pretraining.truncate_fast(list(a0), list(b0), limit, rng)
       fast[tuple(a), tuple(b)] += 1
     assert set(ref) == set(fast)
     assert max(abs(ref[k] - fast[k]) for k in ref) < 0.03 * 6000
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 128, 1000])
+def test_fast_shuffle_is_random_shuffle(n):
+  """masking.fast_shuffle (random.shuffle with _randbelow inlined) gives rng.shuffle's
+  permutation and consumes the same random numbers: exact_reference_rng relies on it."""
+  a, b = list(range(n)), list(range(n))
+  r1, r2 = random.Random(n), random.Random(n)
+  masking.fast_shuffle(a, r1)
+  r2.shuffle(b)
+  assert a == b and r1.random() == r2.random()
+
+
+def _tiny_context(**config):
+  tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "##b", "c", "##d"]
+  tokenizer = types.SimpleNamespace(vocab={t: i for i, t in enumerate(tokens)},
+                                    vocab_file="tiny.txt")
+  return pretraining.PretrainingContext.from_tokenizer(
+      tokenizer, pretraining.PretrainingDataConfig(**config))
+
+
+@pytest.mark.unit
+def test_context_holds_the_vocabulary_facts():
+  context = _tiny_context(max_seq_length=16)
+  assert context.vocab_ids == tuple(range(9))
+  assert (context.cls_id, context.sep_id, context.mask_id) == (2, 3, 4)
+  assert [i for i, subword in enumerate(context.is_subword) if subword] == [6, 8]
+  assert context.config.max_seq_length == 16
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    context.mask_id = 0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("whole_word", [False, True], ids=["token", "whole_word"])
+def test_both_masking_paths_share_one_record_serializer(whole_word):
+  """A batch masked with numpy serializes to the bytes serialize_instance (the exact path's)
+  writes for the same masked instances, and parses as google's features."""
+  seq, preds = 16, 4
+  context = _tiny_context(max_seq_length=seq, max_predictions_per_seq=preds,
+                          do_whole_word_mask=whole_word)
+  serializer = pretraining.RecordSerializer.for_context(context)
+  docs = [[[5, 6, 7], [7, 8, 5, 6], [5]], [[7, 8], [5, 5, 6, 7]], [[6, 7, 8, 5, 5, 7, 8]]]
+  instances = pretraining.create_instances(docs, random.Random(0), 3, context)
+  batch = pretraining.mask_batch(instances, np.random.default_rng(0), context)
+  records = serializer.serialize_batch(batch)
+  assert len(records) == len(instances) > 3 and sum(batch.counts) > len(instances)
+  for i, inst in enumerate(instances):
+    k, n = batch.counts[i], batch.lengths[i]
+    masked = pretraining.TrainingInstance(
+        batch.input_ids[i, :n].tolist(), inst.segment_ids, batch.positions[i, :k].tolist(),
+        batch.labels[i, :k].tolist(), inst.is_random_next)
+    assert serializer.serialize_instance(masked) == records[i]
+    feature = tf.train.Example.FromString(records[i]).features.feature
+    values = {name: list(feature[name].int64_list.value or feature[name].float_list.value)
+              for name in pretraining.FEATURE_NAMES}
+    assert values == {
+        "input_ids": masked.tokens + [0] * (seq - n), "input_mask": [1] * n + [0] * (seq - n),
+        "segment_ids": inst.segment_ids + [0] * (seq - n),
+        "masked_lm_positions": masked.masked_lm_positions + [0] * (preds - k),
+        "masked_lm_ids": masked.masked_lm_labels + [0] * (preds - k),
+        "masked_lm_weights": [1.0] * k + [0.0] * (preds - k),
+        "next_sentence_labels": [int(inst.is_random_next)]}
+    assert [inst.tokens[p] for p in masked.masked_lm_positions] == masked.masked_lm_labels
+
+
+@pytest.mark.integration
+def test_worker_side_modules_do_not_import_tensorflow():
+  """Spawned workers import the pretraining package: TensorFlow there would cost every
+  worker seconds of start-up and hundreds of MB."""
+  code = ("import sys, bert_tf.data.pretraining.writer; "
+          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras')))")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=120, cwd=REPO)
+  assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-3000:]

@@ -13,6 +13,8 @@ from official.nlp.tools import tokenization as reference
 
 from bert_tf import tokenization
 
+pytestmark = pytest.mark.unit
+
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 EDGE_CASES = [

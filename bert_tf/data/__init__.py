@@ -1,1 +1,3 @@
-"""Data: pretraining TFRecords (create and read), raw text -> google's input format, demo data."""
+"""Data: pretraining TFRecords (``pretraining`` creates them, ``pretraining_input`` reads them),
+classification tasks and batches (``classifier``), raw prose -> google's input format
+(``text``). The demo data generators live apart, in ``demo``."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from bert_tf.data.pretraining import expand_file_patterns
+from bert_tf.data.pretraining.files import expand_file_patterns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,40 +107,9 @@ def _file_records(path, size, skip_corrupt, corrupt_counter):
           .map(lambda record, is_end: record))
 
 
-def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
-                             max_predictions_per_seq: int, is_training: bool,
-                             input_context=None, num_shards: int | None = None,
-                             shard_index: int | None = None, seed: int | None = None,
-                             skip_corrupt: bool = False, dynamic_masking: DynamicMasking | None = None,
-                             corrupt_counter=None, shuffle_buffer: int = 10000,
-                             cycle_length: int = 8, drop_remainder: bool | None = None):
-  """A tf.data pipeline of pretraining batches from google-format TFRecords.
-
-  Args:
-    file_patterns: str (globs and comma lists, as google's --input_file) or list of them.
-    batch_size: per-replica batch size (that is, of the dataset returned).
-    max_seq_length: int, must equal the records' input_ids length.
-    max_predictions_per_seq: int, must equal the records' masked_lm_* length (unless
-      ``dynamic_masking``, where it is the number of predictions made).
-    is_training: shuffle files and records, repeat forever; otherwise one ordered pass.
-    input_context: a ``tf.distribute.InputContext``; files are sharded by its pipeline id.
-    num_shards, shard_index: explicit sharding (e.g. Horovod size/rank); exclusive with
-      ``input_context``. By file when there are at least as many files as shards; otherwise
-      by record (every worker reads every file in a fixed order and keeps every N-th record:
-      disjoint and complete, at N times the reading; file order is then not shuffled).
-    seed: int, for file order, record shuffling and dynamic masking.
-    skip_corrupt: False: a corrupt file raises InvalidArgumentError naming it. True: the
-      unreadable rest of the file is skipped, a warning printed and ``corrupt_counter``
-      (an int64 tf.Variable, if given) incremented.
-    dynamic_masking: a ``DynamicMasking`` to mask on the fly instead of reading masks.
-
-  Returns:
-    tf.data.Dataset of dicts: input_ids, input_mask, segment_ids int32 [batch, max_seq_length];
-    masked_lm_positions, masked_lm_ids int32 and masked_lm_weights float32
-    [batch, max_predictions_per_seq]; next_sentence_labels int32 [batch, 1].
-  """
-  import tensorflow as tf
-  files = expand_file_patterns(file_patterns)
+def _shard(files: list, input_context, num_shards, shard_index) -> tuple[list, tuple | None]:
+  """(this worker's files, (num_shards, index) to shard by record or None); see
+  ``make_pretraining_dataset``."""
   if input_context is not None and num_shards is not None:
     raise ValueError("pass either input_context or num_shards/shard_index, not both")
   if input_context is not None:
@@ -156,26 +125,13 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
       logging.warning("%d input file(s) for %d workers: sharding by record, so every worker "
                       "reads all of them; write at least one file per worker (--output_file "
                       "a,b,...) to shard by file instead", len(files), num_shards)
-  sizes = [tf.io.gfile.stat(f).length for f in files]
+  return files, record_shard
 
-  ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
-  if is_training and record_shard is None:
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.interleave(
-      lambda path, size: _file_records(path, size, skip_corrupt, corrupt_counter),
-      cycle_length=min(cycle_length, len(files)), block_length=1,
-      num_parallel_calls=tf.data.AUTOTUNE,
-      # By-record sharding needs the same record order on every worker.
-      deterministic=record_shard is not None or not is_training or seed is not None)
-  if record_shard is not None:
-    ds = ds.shard(*record_shard)
-    if is_training:
-      ds = ds.repeat()
-  if is_training:
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.batch(batch_size, drop_remainder=is_training if drop_remainder is None else drop_remainder)
 
-  masked = dynamic_masking is None
+def _batch_parser(max_seq_length: int, max_predictions_per_seq: int, masked: bool):
+  """A function: batch of serialized records (string [B]) -> dict of dense features, int32
+  (masked_lm_weights float32), checking each length against the flag that sets it."""
+  import tensorflow as tf
   spec = {"input_ids": tf.int64, "input_mask": tf.int64, "segment_ids": tf.int64,
           "next_sentence_labels": tf.int64}
   if masked:
@@ -211,7 +167,66 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
                for name, ragged in out.items()}
     return {k: tf.cast(v, tf.int32) if v.dtype == tf.int64 else v for k, v in batch.items()}
 
-  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+  return parse
+
+
+def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
+                             max_predictions_per_seq: int, is_training: bool,
+                             input_context=None, num_shards: int | None = None,
+                             shard_index: int | None = None, seed: int | None = None,
+                             skip_corrupt: bool = False, dynamic_masking: DynamicMasking | None = None,
+                             corrupt_counter=None, shuffle_buffer: int = 10000,
+                             cycle_length: int = 8, drop_remainder: bool | None = None):
+  """A tf.data pipeline of pretraining batches from google-format TFRecords.
+
+  Args:
+    file_patterns: str (globs and comma lists, as google's --input_file) or list of them.
+    batch_size: per-replica batch size (that is, of the dataset returned).
+    max_seq_length: int, must equal the records' input_ids length.
+    max_predictions_per_seq: int, must equal the records' masked_lm_* length (unless
+      ``dynamic_masking``, where it is the number of predictions made).
+    is_training: shuffle files and records, repeat forever; otherwise one ordered pass.
+    input_context: a ``tf.distribute.InputContext``; files are sharded by its pipeline id.
+    num_shards, shard_index: explicit sharding (e.g. Horovod size/rank); exclusive with
+      ``input_context``. By file when there are at least as many files as shards; otherwise
+      by record (every worker reads every file in a fixed order and keeps every N-th record:
+      disjoint and complete, at N times the reading; file order is then not shuffled).
+    seed: int, for file order, record shuffling and dynamic masking.
+    skip_corrupt: False: a corrupt file raises InvalidArgumentError naming it. True: the
+      unreadable rest of the file is skipped, a warning printed and ``corrupt_counter``
+      (an int64 tf.Variable, if given) incremented.
+    dynamic_masking: a ``DynamicMasking`` to mask on the fly instead of reading masks.
+
+  Returns:
+    tf.data.Dataset of dicts: input_ids, input_mask, segment_ids int32 [batch, max_seq_length];
+    masked_lm_positions, masked_lm_ids int32 and masked_lm_weights float32
+    [batch, max_predictions_per_seq]; next_sentence_labels int32 [batch, 1].
+  """
+  import tensorflow as tf
+  files, record_shard = _shard(expand_file_patterns(file_patterns), input_context, num_shards,
+                               shard_index)
+  sizes = [tf.io.gfile.stat(f).length for f in files]
+
+  ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
+  if is_training and record_shard is None:
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+  ds = ds.interleave(
+      lambda path, size: _file_records(path, size, skip_corrupt, corrupt_counter),
+      cycle_length=min(cycle_length, len(files)), block_length=1,
+      num_parallel_calls=tf.data.AUTOTUNE,
+      # By-record sharding needs the same record order on every worker.
+      deterministic=record_shard is not None or not is_training or seed is not None)
+  if record_shard is not None:
+    ds = ds.shard(*record_shard)
+    if is_training:
+      ds = ds.repeat()
+  if is_training:
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.batch(batch_size, drop_remainder=is_training if drop_remainder is None else drop_remainder)
+
+  masked = dynamic_masking is None
+  ds = ds.map(_batch_parser(max_seq_length, max_predictions_per_seq, masked),
+              num_parallel_calls=tf.data.AUTOTUNE)
   if not masked:
     # Seeds from a dataset that draws a new sequence on every pass (and every new iterator),
     # so each epoch sees new masks, reproducibly for a given ``seed``.

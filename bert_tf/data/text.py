@@ -1,10 +1,9 @@
-"""Raw prose -> google's pretraining input format, and the embedded demo corpus.
+"""Raw prose -> google's pretraining input format.
 
 google's ``create_pretraining_data.py`` reads one sentence per line with a blank line between
 documents (sentence boundaries feed next-sentence prediction). ``split_sentences`` and
-``text_to_documents`` turn plain prose into that; ``demo_documents`` builds a real English
-corpus from the Python documentation that CPython ships (``pydoc_data.topics``), so the demo
-works offline without copying anyone's prose into this repository.
+``text_to_documents`` turn plain prose into that; ``write_documents`` writes it
+(``bert_tf.data.demo.corpus`` uses them on the Python documentation for the demo corpus).
 
 No library here does sentence splitting without a model download (NLTK's punkt and spaCy need
 data files), so a rule-based splitter is written by hand: good enough for demo-scale prose.
@@ -92,50 +91,3 @@ def write_documents(documents: Iterable[list[str]], path: str) -> int:
       f.write(line)
       n += line == "\n"
   return n
-
-
-# ---------------------------------------------------------------------------------------------
-# The embedded demo corpus.
-
-_HEADING_RULE = re.compile(r"^(\*+|=+|-+|~+)$")
-
-
-def _is_code(paragraph_lines: list[str]) -> bool:
-  first = paragraph_lines[0]
-  return (first.startswith((">>>", "...", "$ ")) or
-          any(line.lstrip().startswith(("+-", "+=", "| ", "===")) for line in paragraph_lines) or
-          all(line.startswith("   ") for line in paragraph_lines) and
-          any(c in "".join(paragraph_lines) for c in "()=[]{}:") and
-          not any(line.rstrip().endswith(".") for line in paragraph_lines))
-
-
-def demo_documents() -> list[list[str]]:
-  """English prose from CPython's bundled documentation (``pydoc_data.topics``).
-
-  Each section (a heading underlined with ``*``, ``=`` or ``-``) becomes a document; code
-  examples, tables and grammar productions are left out, prose paragraphs are split into sentences.
-
-  Returns:
-    list of documents (lists of sentences), in a fixed order (sorted topic names).
-  """
-  import pydoc_data.topics
-  documents = []
-  for name in sorted(pydoc_data.topics.topics):
-    sections = [[]]
-    lines = pydoc_data.topics.topics[name].splitlines()
-    for i, line in enumerate(lines):
-      if _HEADING_RULE.match(line.strip()) and i > 0 and lines[i - 1].strip():
-        sections[-1].pop()  # the heading text itself
-        sections.append([])
-      else:
-        sections[-1].append(line)
-    for section in sections:
-      doc = []
-      for block in re.split(r"\n\s*\n", "\n".join(section)):
-        block_lines = [line for line in block.splitlines() if line.strip()]
-        if not block_lines or _is_code(block_lines):
-          continue
-        doc.extend(s for s in split_sentences(" ".join(block_lines)) if len(s.split()) >= 3)
-      if len(doc) >= 2:
-        documents.append(doc)
-  return documents

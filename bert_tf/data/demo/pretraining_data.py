@@ -1,4 +1,4 @@
-"""The demo dataset: CPython's bundled documentation -> corpus, vocab, pretraining TFRecords.
+"""The demo pretraining data: CPython's bundled documentation -> corpus, vocab, TFRecords.
 
 Layout of ``output_dir`` (all written atomically; ``settings.json`` last):
 
@@ -53,6 +53,7 @@ def prepare_demo_data(output_dir: str, settings: DemoSettings = DemoSettings(),
   import tensorflow as tf
   from bert_tf import tokenization, vocab as vocab_lib
   from bert_tf.data import pretraining, text
+  from bert_tf.data.demo import corpus
 
   paths = output_paths(output_dir, settings)
   manifest = os.path.join(output_dir, "settings.json")
@@ -77,7 +78,7 @@ def prepare_demo_data(output_dir: str, settings: DemoSettings = DemoSettings(),
   def commit(tmp, final):
     tf.io.gfile.rename(tmp, final, overwrite=True)
 
-  documents = text.demo_documents()
+  documents = corpus.demo_documents()
   tmp = lambda p: p + ".tmp"  # noqa: E731
   text.write_documents(documents, tmp(paths["corpus"][0]))
   lines = [s for doc in documents for s in doc]

@@ -1,0 +1,203 @@
+"""Masked-LM masking, two ways (worker side: no TensorFlow import).
+
+``masked_lm``: google's create_masked_lm_predictions on one instance, with the reference's
+random calls in the same order (``exact_reference_rng``). ``mask_batch``: the same
+distribution for many instances at once with numpy (the default; the reference's per-token
+Python loop dominated the run time).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+
+import numpy as np
+
+from bert_tf.data.pretraining.context import PretrainingContext
+
+
+def fast_shuffle(x: list, rng: random.Random) -> None:
+  """``rng.shuffle(x)`` with the same result and random stream, about 3x faster.
+
+  The masking shuffles every candidate list; this is CPython's random.shuffle with
+  _randbelow inlined (a unit test checks it against rng.shuffle).
+  """
+  getrandbits = rng.getrandbits
+  for i in range(len(x) - 1, 0, -1):
+    n = i + 1
+    k = n.bit_length()
+    j = getrandbits(k)
+    while j >= n:
+      j = getrandbits(k)
+    x[i], x[j] = x[j], x[i]
+
+
+def masked_lm(tokens: list, rng: random.Random, context: PretrainingContext
+              ) -> tuple[list, list, list]:
+  """google's create_masked_lm_predictions on ids (Model Garden's version, n-gram size 1).
+
+  Same random calls in the same order as the reference, written for speed: this runs once
+  per instance and dominated the run time.
+
+  Returns:
+    (masked tokens, ascending masked positions, the original ids at those positions).
+  """
+  cfg = context.config
+  cls, sep = context.cls_id, context.sep_id
+  num_to_predict = min(cfg.max_predictions_per_seq,
+                       max(1, int(round(len(tokens) * cfg.masked_lm_prob))))
+  if cfg.do_whole_word_mask:
+    # Grams [begin, end): whole words (a token and its ## continuations); never [CLS]/[SEP].
+    is_subword = context.is_subword
+    grams, start = [], None
+    for i, t in enumerate(tokens):
+      if start is not None and is_subword[t]:
+        continue
+      if start is not None:
+        grams.append((start, i))
+      start = None if t == cls or t == sep else i
+    if start is not None:
+      grams.append((start, len(tokens)))
+    fast_shuffle(grams, rng)
+    # Model Garden's _masking_ngrams loop: pop from the end, skip a gram that would
+    # overshoot, stop when full.
+    chosen, masked = [], 0
+    while masked < num_to_predict and grams:
+      begin, end = grams.pop()
+      if masked + end - begin > num_to_predict:
+        continue
+      chosen.append((begin, end))
+      masked += end - begin
+  else:
+    # Single-token grams: the loop above takes the last num_to_predict after the shuffle.
+    grams = [i for i, t in enumerate(tokens) if t != cls and t != sep]
+    fast_shuffle(grams, rng)
+    chosen = [(i, i + 1) for i in grams[:-num_to_predict - 1:-1]]
+  output = list(tokens)
+  positions = []
+  mask_id, vocab_ids = context.mask_id, context.vocab_ids
+  random_ = rng.random
+  for begin, end in chosen:
+    # One 80/10/10 decision per gram, a random id per token (as the reference).
+    if random_() < 0.8:
+      for idx in range(begin, end):
+        output[idx] = mask_id
+    elif random_() >= 0.5:
+      for idx in range(begin, end):
+        output[idx] = rng.choice(vocab_ids)
+    positions.extend(range(begin, end))
+  positions.sort()
+  return output, positions, [tokens[p] for p in positions]
+
+
+@dataclasses.dataclass
+class MaskedBatch:
+  """Instances masked together, as arrays (n instances; padding is 0, as google pads).
+
+  Attributes:
+    input_ids: int64 [n, max_seq_length], the masked tokens.
+    lengths: n ints, real tokens per instance.
+    num_b: n ints, tokens of segment b ([SEP] included), the tail of the real tokens.
+    positions: int64 [n, max_predictions_per_seq], masked positions ascending, then 0.
+    labels: int64 [n, max_predictions_per_seq], the original ids at ``positions``, then 0.
+    counts: n ints, masked positions per instance.
+    is_random_next: n bools, the next-sentence labels.
+  """
+  input_ids: np.ndarray
+  lengths: list
+  num_b: list
+  positions: np.ndarray
+  labels: np.ndarray
+  counts: list
+  is_random_next: list
+
+
+def _random_token_choices(candidate: np.ndarray, num_to_predict: np.ndarray, preds: int,
+                          gen: np.random.Generator) -> np.ndarray:
+  """A uniformly random subset of each row's candidates of num_to_predict tokens (or all of
+  them): the num_to_predict smallest random keys. bool [n, seq]."""
+  n, seq = candidate.shape
+  keys = np.where(candidate, gen.random([n, seq], np.float32), 2.0)
+  width = max(min(preds, seq - 1), 1)
+  # The `width` smallest keys (argpartition: linear), then those few in order.
+  order = np.argpartition(keys, width - 1, axis=1)[:, :width]
+  order = np.take_along_axis(order, np.argsort(np.take_along_axis(keys, order, axis=1),
+                                               axis=1), axis=1)
+  take = (np.arange(width) < num_to_predict[:, None]) & (
+      np.take_along_axis(keys, order, axis=1) < 2.0)
+  chosen = np.zeros([n, seq], bool)
+  np.put_along_axis(chosen, order, take, axis=1)
+  return chosen
+
+
+def _whole_word_choices(tokens, candidate, num_to_predict, gen, is_subword: np.ndarray):
+  """Whole-word masking: words in a random order, each taken if it still fits (reference)."""
+  chosen = np.zeros(tokens.shape, bool)
+  starts = candidate & ~is_subword[tokens]
+  # A ## piece right after [CLS]/[SEP] starts a word too (the reference's _tokens_to_grams).
+  starts[:, 1:] |= candidate[:, 1:] & ~candidate[:, :-1]
+  starts[:, 0] |= candidate[:, 0]
+  for row in range(tokens.shape[0]):
+    begins = np.flatnonzero(starts[row])
+    ends = np.append(begins[1:], 0)
+    ends[-1:] = np.flatnonzero(candidate[row])[-1] + 1 if len(begins) else 0
+    # A word ends where the next one begins or at the first non-candidate token.
+    stops = np.flatnonzero(~candidate[row])
+    ends = np.minimum(ends, stops[np.searchsorted(stops, begins)] if len(stops) else ends)
+    budget = num_to_predict[row]
+    for w in gen.permutation(len(begins)):
+      size = ends[w] - begins[w]
+      if size <= budget:
+        chosen[row, begins[w]:ends[w]] = True
+        budget -= size
+        if not budget:
+          break
+  return chosen
+
+
+def mask_batch(instances: list, gen: np.random.Generator, context: PretrainingContext
+               ) -> MaskedBatch:
+  """google's masking for many unmasked ``TrainingInstance``s at once, with numpy.
+
+  The same distribution as ``masked_lm`` (a uniformly random set of
+  min(max_predictions_per_seq, max(1, round(n * masked_lm_prob))) tokens, never [CLS]/[SEP];
+  80% [MASK], 10% a random vocabulary entry, 10% kept), not the same random stream.
+  """
+  cfg = context.config
+  n, seq, preds = len(instances), cfg.max_seq_length, cfg.max_predictions_per_seq
+  lengths = np.fromiter((len(inst.tokens) for inst in instances), np.int64, n)
+  if n and lengths.max() > seq:
+    raise AssertionError(f"instance of {lengths.max()} tokens exceeds max_seq_length {seq}")
+  valid = np.arange(seq) < lengths[:, None]
+  tokens = np.zeros([n, seq], np.int64)  # padded with 0, as google pads
+  tokens[valid] = np.fromiter(itertools.chain.from_iterable(i.tokens for i in instances),
+                              np.int64, int(lengths.sum()))
+  is_sep = tokens == context.sep_id
+  candidate = valid & (tokens != context.cls_id) & ~is_sep
+  # np.round, like Python's round(), rounds halves to even.
+  num_to_predict = np.minimum(preds, np.maximum(1, np.round(lengths * cfg.masked_lm_prob)))
+  num_to_predict = num_to_predict.astype(np.int64)
+  if cfg.do_whole_word_mask:
+    chosen = _whole_word_choices(tokens, candidate, num_to_predict, gen,
+                                 np.asarray(context.is_subword))
+  else:
+    chosen = _random_token_choices(candidate, num_to_predict, preds, gen)
+  # One 80/10/10 draw per gram in the reference; per token here (the same for single tokens;
+  # for whole words the per-token rates are the same, decisions within a word independent).
+  action = gen.random([n, seq])
+  vocab_ids = np.asarray(context.vocab_ids)
+  random_ids = vocab_ids[gen.integers(0, len(vocab_ids), [n, seq])]
+  masked = np.where(action < 0.8, context.mask_id, np.where(action < 0.9, tokens, random_ids))
+  output = np.where(chosen, masked, tokens)
+  # masked_lm_positions / _ids, ascending positions, padded with 0.
+  rows, cols = np.nonzero(chosen)
+  counts = np.bincount(rows, minlength=n)
+  rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+  positions = np.zeros([n, max(preds, 1)], np.int64)
+  labels = np.zeros_like(positions)
+  positions[rows, rank] = cols
+  labels[rows, rank] = tokens[rows, cols]
+  # [CLS] a [SEP] b [SEP]: segment b is everything after the first [SEP].
+  num_b = (lengths - 1 - np.argmax(is_sep, axis=1)).tolist()
+  return MaskedBatch(output, lengths.tolist(), num_b, positions[:, :preds], labels[:, :preds],
+                     counts.tolist(), [inst.is_random_next for inst in instances])
