@@ -43,7 +43,7 @@ print()
 PYEOF
 
 echo "== 3/4 fine-tuning on an XNLI-format sample (train en, evaluate en/de/es/fr) -> $DEMO_DIR/xnli"
-"$PY" -c "import bert_tf; from bert_tf.data import xnli_sample; xnli_sample.write_sample('$DEMO_DIR/xnli_sample')" 2>&1 | quiet
+"$PY" -c "import bert_tf; from bert_tf.data.demo import xnli_sample; xnli_sample.write_sample('$DEMO_DIR/xnli_sample')" 2>&1 | quiet
 "$PY" run_classifier.py --task=xnli --data_dir="$DEMO_DIR/xnli_sample" \
   --vocab_file="$DEMO_DIR/data/vocab.txt" \
   --bert_config_file="$DEMO_DIR/pretrain/encoder/bert_config.json" \
