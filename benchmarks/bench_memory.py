@@ -2,14 +2,15 @@
 
 Three tables (Markdown) and a chart, for one model (default BERT-Base, fp32):
 
-  1. max batch: ``max_batch_size.py``'s search per recompute mode (none, selective, full) and
-     sequence length, under ``--memory_limit_gb`` (CPU: peak RSS of the child; GPU: device
-     memory), with +x% over the baseline (none);
+  1. max batch: ``max_batch_size.py``'s search (``bert_tf.tools.max_batch``) per recompute
+     mode (none, selective, full) and sequence length, under ``--memory_limit_gb`` (CPU:
+     peak RSS of the child; GPU: device memory), with +x% over the baseline (none);
   2. slowdown: examples/s of the three modes at the SAME batch, measured in one process with
      the contenders' calls interleaved (warm-up excluded), median over rounds; slowdown =
      1 - (mode examples/s) / (none examples/s), computed round by round;
   3. estimator: ``bert_tf.memory.estimate`` against every try of the search that finished
-     (measured peak RSS and TensorFlow's allocator peak), with the % error;
+     (measured peak RSS, and TensorFlow's allocator peak where the device keeps one: "-"
+     on a CPU with oneDNN off), with the % error;
 
 and writes ``memory_estimate.png`` (estimated components per mode, measured peaks marked).
 
@@ -32,22 +33,16 @@ import glob
 import json
 import os
 import statistics
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bert_tf.tools import max_batch
+from bert_tf.tools.memory_stats import GIB
+from bert_tf.tools.synthetic import default_predictions
 
-import max_batch_size  # noqa: E402
-
-GIB = 2 ** 30
+HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("none", "selective", "full")
 # Starting points of the doubling for BERT-Base at 8 GiB (any start works; these save tries).
 DEFAULT_STARTS = {("none", 128): 16, ("selective", 128): 32, ("full", 128): 64,
                   ("none", 512): 2, ("selective", 512): 8, ("full", 512): 16}
-
-
-def _predictions(seq):
-  return {128: 20, 512: 80}.get(seq, max(1, round(0.15 * seq)))
 
 
 def run_searches(args):
@@ -58,7 +53,7 @@ def run_searches(args):
     for mode in args.modes:
       spec = {"preset": args.preset, "seq": seq, "dtype": args.dtype, "recompute": mode}
       print(f"search: recompute={mode} seq={seq}", flush=True)
-      lo, hi, trials = max_batch_size.search_mode(
+      lo, hi, trials = max_batch.search_mode(
           spec, budget, start=DEFAULT_STARTS.get((mode, seq), 1), tolerance=args.tolerance)
       found[(mode, seq)] = {"lo": lo, "hi": hi, "trials": [t.__dict__ for t in trials]}
   return found
@@ -73,7 +68,7 @@ def run_points(args):
     mode, seq, batch = point.split(":")
     spec = {"preset": args.preset, "seq": int(seq), "dtype": args.dtype, "recompute": mode,
             "batch": int(batch)}
-    trial = max_batch_size.run_try(spec, budget)
+    trial = max_batch.run_try(spec, budget)
     print(f"point {point}: {'fits' if trial.fits else 'does not fit'} "
           f"({(trial.peak_bytes or 0) / GIB:.2f} GiB, {trial.reason}, {trial.seconds:.0f}s)",
           flush=True)
@@ -131,13 +126,14 @@ def estimator_table(found, args):
       est = memory.estimate(config, t["batch"], seq, res.get("predictions"), args.dtype, mode,
                             runtime_bytes=runtime, update_ordered=not args.unordered_update)
       err = est.total / res["peak_bytes"] - 1
-      tensor = res.get("tensor_peak_bytes") or 0
-      err_t = (est.total - runtime) / tensor - 1 if tensor else float("nan")
+      tensor = res.get("tensor_peak_bytes")  # None where TensorFlow keeps no statistics
+      tensor_cells = ("-", "-") if not tensor else (
+          f"{tensor / GIB:.2f} GiB", f"{100 * ((est.total - runtime) / tensor - 1):+.0f}%")
       errors.append(err)
       points.append((mode, seq, t["batch"], res["peak_bytes"]))
       lines.append(f"| {mode} | {seq} | {t['batch']} | {res['peak_bytes'] / GIB:.2f} GiB | "
-                   f"{est.total / GIB:.2f} GiB | {100 * err:+.0f}% | {tensor / GIB:.2f} GiB | "
-                   f"{(est.total - runtime) / GIB:.2f} GiB | {100 * err_t:+.0f}% |")
+                   f"{est.total / GIB:.2f} GiB | {100 * err:+.0f}% | {tensor_cells[0]} | "
+                   f"{(est.total - runtime) / GIB:.2f} GiB | {tensor_cells[1]} |")
   if errors:
     lines.append("")
     lines.append(f"largest |error| vs peak RSS: {100 * max(abs(e) for e in errors):.0f}% "
@@ -156,8 +152,8 @@ def chart(found, points, args, path):
         _, _, batch, peak = max(mine, key=lambda p: p[2])
       else:
         batch, peak = (found.get((mode, seq)) or {}).get("lo") or 1, None
-      estimates.append(memory.estimate(config, batch, seq, _predictions(seq), args.dtype, mode,
-                                       runtime_bytes=int(args.runtime_gb * GIB),
+      estimates.append(memory.estimate(config, batch, seq, default_predictions(seq),
+                                       args.dtype, mode, runtime_bytes=int(args.runtime_gb * GIB),
                                        update_ordered=not args.unordered_update))
       measured.append(None if peak is None else peak / GIB)
   return memory.plot(estimates, path, measured=measured, title=(
@@ -183,7 +179,7 @@ def speed(args):
               "modes": ["none", mode], "calls": args.rounds}
       print(f"speed: seq {seq} batch {batch}, none vs {mode}, {args.rounds} interleaved rounds",
             flush=True)
-      trial = max_batch_size.run_try(spec, None, timeout=7200)
+      trial = max_batch.run_try(spec, None, timeout=7200)
       if not trial.result:
         raise RuntimeError(f"speed run failed: {trial.reason}")
       times = trial.result["call_seconds"]
@@ -233,7 +229,7 @@ def main(argv=None):
                       help="estimate as for code before the update was ordered after the "
                       "gradients (measurements taken before commit 2dc9483)")
   parser.add_argument("--runtime_gb", type=float, default=1.3)
-  parser.add_argument("--chart", default=os.path.join(ROOT, "benchmarks", "memory_estimate.png"))
+  parser.add_argument("--chart", default=os.path.join(HERE, "memory_estimate.png"))
   args = parser.parse_args(argv)
   args.seqs = [int(s) for s in args.seqs.split(",")]
   args.modes = [m.strip() for m in args.modes.split(",")]

@@ -4,9 +4,10 @@ For BERT-Mini (4 layers, hidden 256, batch 32) and BERT-Base (12 layers, hidden 
 at sequence length 128 (vocab 30522, max_predictions_per_seq 20) this measures, in one
 process and one run:
 
-  * ours: ``training.Pretrainer``'s real train loop (``_make_train_loop``: ``iterations_per_loop``
-    steps per ``tf.function`` call, google's AdamWeightDecay, global-norm clipping), fed by an
-    in-memory repeating ``tf.data`` pipeline through the strategy's distributed iterator;
+  * ours: ``training.Pretrainer``'s real train loop (``compiled_train_loop``:
+    ``iterations_per_loop`` steps per ``tf.function`` call, google's AdamWeightDecay,
+    global-norm clipping), fed by an in-memory repeating ``tf.data`` pipeline through the
+    strategy's distributed iterator (``bert_tf.tools.probe``);
   * Model Garden: ``BertPretrainerV2`` + ``BertEncoderV2`` with the same config (NSP head as in
     Model Garden's BERT pretraining config), MLM + NSP losses as its ``MaskedLMTask``, global
     norm clipping 1.0 and its ``AdamWeightDecay``, one train step per ``tf.function`` call
@@ -36,16 +37,14 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import bert_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+import tensorflow as tf
+import tf_keras
+from absl import logging
 
-import bert_tf  # noqa: E402  (selects Keras 2 before TensorFlow is imported)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras  # noqa: E402
-from absl import logging  # noqa: E402
-
-from bert_tf import distribution, optimization, training  # noqa: E402
-from bert_tf.configs import BertConfig  # noqa: E402
+from bert_tf import distribution
+from bert_tf.configs import BertConfig, OptimizerConfig
+from bert_tf.tools import probe, synthetic
 
 SEQ, PREDICTIONS, VOCAB = 128, 20, 30522
 MODELS = {
@@ -65,18 +64,7 @@ def bert_config(name: str, dropout: float) -> BertConfig:
 
 def random_examples(n: int, seed: int = 0) -> dict:
   """n google-format pretraining examples, full length, PREDICTIONS masked positions each."""
-  rng = np.random.default_rng(seed)
-  positions = np.stack([np.sort(rng.choice(np.arange(1, SEQ), PREDICTIONS, replace=False))
-                        for _ in range(n)])
-  return {
-      "input_ids": rng.integers(0, VOCAB, (n, SEQ)).astype(np.int32),
-      "input_mask": np.ones((n, SEQ), np.int32),
-      "segment_ids": (np.arange(SEQ)[None, :] >= SEQ // 2).repeat(n, 0).astype(np.int32),
-      "masked_lm_positions": positions.astype(np.int32),
-      "masked_lm_ids": rng.integers(0, VOCAB, (n, PREDICTIONS)).astype(np.int32),
-      "masked_lm_weights": np.ones((n, PREDICTIONS), np.float32),
-      "next_sentence_labels": rng.integers(0, 2, (n, 1)).astype(np.int32),
-  }
+  return synthetic.random_pretraining_features(n, SEQ, PREDICTIONS, VOCAB, seed)
 
 
 def repeating_dataset(examples: dict, batch: int) -> tf.data.Dataset:
@@ -102,22 +90,16 @@ class Ours:
   def __init__(self, config: BertConfig, batch: int, examples: dict, steps: int, xla: bool,
                output_dir: str):
     self.steps = steps
-    train_config = training.TrainConfig(
-        output_dir=output_dir, train_batch_size=batch, max_seq_length=SEQ,
-        max_predictions_per_seq=PREDICTIONS, num_train_steps=10 ** 6,
-        iterations_per_loop=steps, use_xla=xla)
-    optimizer_config = optimization.OptimizerConfig(
-        name="adamw", learning_rate=1e-4, num_train_steps=10 ** 6, num_warmup_steps=10 ** 4)
-    self.pretrainer = training.Pretrainer(
-        config, train_config, optimizer_config, distribution.make_runtime("one_device"),
-        train_dataset_fn=lambda context, micro_batch: repeating_dataset(examples, micro_batch))
-    self.iterator = iter(self.pretrainer._distributed_train_dataset(0))
-    self.loop = self.pretrainer._make_train_loop()
-    self.num_steps = tf.constant(steps)
+    optimizer = OptimizerConfig(name="adamw", learning_rate=1e-4, num_train_steps=10 ** 6,
+                                num_warmup_steps=10 ** 4)
+    trainer = probe.build_pretrainer(
+        config, examples, distribution.make_runtime("one_device"), output_dir, batch, SEQ,
+        PREDICTIONS, optimizer=optimizer, iterations_per_loop=steps, use_xla=xla)
+    self.runner = probe.LoopRunner(trainer, steps)
 
   def run(self) -> float:
     """Runs one call of ``steps`` steps; returns its loss (forces the result)."""
-    return float(self.loop(self.iterator, self.num_steps).numpy()[0])
+    return self.runner.run()
 
 
 class ModelGarden:

@@ -3,64 +3,46 @@
 
   .venv/bin/python benchmarks/bench_scaling.py [--preset mini --seq 128 --batch 8]
 
-Scaling efficiency = examples/s / (replicas x examples/s of one process with the same
-per-process threads). On this 2-core CPU each process gets 1 intra-op thread (Mirrored: one
-process with 2 threads); on GPUs, launch the same configurations with one GPU per replica
-(README: "Scaling").
+Each configuration runs ``python -m bert_tf.tools.scaling_worker`` (the real train loop,
+``--loop`` steps per call, the first call excluded). Scaling efficiency = examples/s /
+(replicas x examples/s of one process with the same per-process threads). On this 2-core CPU
+each process gets 1 intra-op thread (Mirrored: one process with 2 threads); on GPUs, launch
+the same configurations with one GPU per replica (README: "Scaling").
 """
 import argparse
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-import multiprocess  # noqa: E402
+from bert_tf.tools import launch
 
-WORKER = os.path.join(ROOT, "benchmarks", "scaling_worker.py")
-
-
-def _threads(n):
-  return {"TF_NUM_INTRAOP_THREADS": str(n), "TF_NUM_INTEROP_THREADS": "1",
-          "OMP_NUM_THREADS": str(n)}
-
-
-def _result(text):
-  for line in text.splitlines():
-    if "RESULT " in line:
-      return json.loads(line.split("RESULT ", 1)[1])
-  raise RuntimeError("no RESULT line:\n" + text[-3000:])
+WORKER = "bert_tf.tools.scaling_worker"
+KINDS = ("one_device", "mirrored", "multi_worker_mirrored", "horovod")
+TIMEOUT = 1800
 
 
 def run(kind, args, tmp):
+  """Runs one configuration; returns the chief's RESULT."""
   spec = {"preset": args.preset, "seq": args.seq, "per_replica_batch": args.batch,
-          "steps": args.steps, "loop": args.loop, "output_dir": os.path.join(tmp, kind)}
-  if kind == "one_device":
-    spec.update(distribution="one_device")
-    out = subprocess.run([sys.executable, WORKER, json.dumps(spec)], capture_output=True,
-                         text=True, timeout=1800, env={**os.environ, **_threads(1)})
-    return _result(out.stdout + out.stderr)
+          "steps": args.steps, "loop": args.loop, "output_dir": os.path.join(tmp, kind),
+          "distribution": kind}
   if kind == "mirrored":
-    spec.update(distribution="mirrored", cpu_devices=2)
-    out = subprocess.run([sys.executable, WORKER, json.dumps(spec)], capture_output=True,
-                         text=True, timeout=1800, env={**os.environ, **_threads(2)})
-    return _result(out.stdout + out.stderr)
-  if kind == "multi_worker_mirrored":
-    spec.update(distribution="multi_worker_mirrored")
-    procs = multiprocess.start_workers([sys.executable, WORKER, json.dumps(spec)],
-                                       env=_threads(1), log_dir=tmp)
-    multiprocess.wait_all(procs, timeout=1800)
-    return _result(multiprocess.read_log(tmp, 0))
-  if kind == "horovod":
-    spec.update(distribution="horovod")
-    out = subprocess.run(multiprocess.horovodrun([sys.executable, WORKER, json.dumps(spec)]),
-                         capture_output=True, text=True, timeout=1800,
-                         env={**os.environ, **_threads(1)})
-    return _result(out.stdout + out.stderr)
-  raise ValueError(kind)
+    spec["cpu_devices"] = 2
+  command = launch.worker_command(WORKER, spec)
+  one_thread = launch.thread_env(1)
+  if kind == "one_device":
+    runs = [command], [one_thread]
+  elif kind == "mirrored":
+    runs = [command], [launch.thread_env(2)]
+  elif kind == "multi_worker_mirrored":
+    envs = launch.multi_worker_envs(2, one_thread)
+    runs = [command] * len(envs), envs
+  elif kind == "horovod":
+    runs = [launch.horovodrun(command)], [one_thread]
+  else:
+    raise ValueError(kind)
+  outputs = launch.run_processes(*runs, timeout=TIMEOUT)
+  return launch.require_result(outputs[0])  # the chief: worker 0
 
 
 def main():
@@ -70,12 +52,13 @@ def main():
   parser.add_argument("--batch", type=int, default=8, help="per-replica batch")
   parser.add_argument("--steps", type=int, default=40)
   parser.add_argument("--loop", type=int, default=10, help="steps per timed loop call")
+  parser.add_argument("--kinds", default=",".join(KINDS), help="comma list of " + ", ".join(KINDS))
   args = parser.parse_args()
   tmp = tempfile.mkdtemp(prefix="bench_scaling_")
   rows = []
   try:
     base = None
-    for kind in ("one_device", "mirrored", "multi_worker_mirrored", "horovod"):
+    for kind in args.kinds.split(","):
       try:
         result = run(kind, args, tmp)
       except Exception as e:  # a missing backend is reported, not fatal to the table

@@ -1,9 +1,9 @@
 """Throughput grid: batch x sequence length x dtype x recompute x distribution -> Markdown table.
 
 Each (batch, seq, dtype, distribution) cell runs the real pretraining loop
-(``training.Pretrainer``, via ``benchmarks/memory_worker.py``) in a fresh process, with the
-recompute modes of the cell built side by side and their calls interleaved round by round, so
-that the modes' ratio is measured under the same machine load. The first call of each
+(``training.Pretrainer``, via ``python -m bert_tf.tools.memory_worker``) in a fresh process,
+with the recompute modes of the cell built side by side and their calls interleaved round by
+round, so that the modes' ratio is measured under the same machine load. The first call of each
 contender (tracing and warm-up) is excluded; the table gives the median examples/s and
 tokens/s over ``--repeats`` calls and their spread (min .. max), plus the peak memory of the
 cell's process (all its contenders together).
@@ -19,23 +19,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import statistics
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import max_batch_size  # noqa: E402
-
-GIB = 2 ** 30
+from bert_tf.tools import max_batch
+from bert_tf.tools.memory_stats import GIB
 
 
 def run_cell(args, batch, seq, dtype, dist):
   spec = {"preset": args.preset, "seq": seq, "batch": batch, "dtype": dtype,
           "modes": args.recompute, "calls": args.repeats, "steps_per_call": args.steps,
           "distribution": dist, "cpu_devices": args.cpu_devices}
-  trial = max_batch_size.run_try(spec, None, timeout=args.timeout)
+  trial = max_batch.run_try(spec, None, timeout=args.timeout)
   if not trial.fits:
     return {mode: None for mode in args.recompute}, trial
   times = trial.result["call_seconds"]
