@@ -1,0 +1,158 @@
+"""Tagging data: CoNLL reading with file:line errors (each bad-input case, and skip-and-count),
+word-to-sub-token alignment (split words, vanishing words, long sentences, document context)
+and entity scoring against a hand-computed example."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from bert_tf import tokenization
+from bert_tf.data import tagging as data
+
+pytestmark = pytest.mark.unit
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "conll")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+  return tokenization.BertTokenizer(os.path.join(SAMPLE, "vocab.txt"), do_lower_case=False)
+
+
+def _write(path, text):
+  path.write_text(text)
+  return str(path)
+
+
+def test_reads_documents_sentences_and_the_label_set():
+  sentences = data.read_conll(os.path.join(SAMPLE, "train.txt"))
+  assert len(sentences) == 80 and {s.document for s in sentences} == set(range(1, 9))
+  assert sentences[0].words[:2] == ("Ahmed", "Rossi") and sentences[0].tags[:2] == (
+      "B-PER", "I-PER")
+  assert sentences[0].where.endswith("train.txt:3")
+  assert data.label_list(sentences) == ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-ORG",
+                                        "I-PER"]
+
+
+def test_split_files_under_their_conll2003_names(tmp_path):
+  for name, alias in (("train.txt", "eng.train"), ("dev.txt", "eng.testa"),
+                      ("test.txt", "eng.testb")):
+    shutil.copy(os.path.join(SAMPLE, name), tmp_path / alias)
+  assert data.split_path(str(tmp_path), "dev").endswith("eng.testa")
+  (tmp_path / "valid.txt").write_text("")
+  assert data.split_path(str(tmp_path), "dev").endswith("valid.txt")
+  os.remove(tmp_path / "eng.testb")
+  with pytest.raises(FileNotFoundError, match="no test file .*test.txt, eng.testb"):
+    data.split_path(str(tmp_path), "test")
+
+
+BAD = {  # name: (file text, read_conll keywords, the error after "file:line: ")
+    "columns": ("EU NNP B-NP B-ORG\nrejects VBZ B-VP\n", {},
+                "2: expected 4 columns (word ... tag), got 3"),
+    "unknown tag": ("EU NNP B-NP B-ORG\n", {"labels": ["O", "B-PER"]},
+                    "1: tag 'B-ORG' is not in the training label set ['O', 'B-PER']"),
+    "not BIO": ("EU NNP B-NP S-ORG\n", {},
+                "1: tag 'S-ORG' is not BIO/IOB1 (expected O, B-TYPE or I-TYPE)"),
+    "label column": ("EU B-ORG\n", {"task": "bio", "label_column": 5},
+                     "1: --label_column=5 is outside the 2 columns"),
+    "utf-8": (None, {}, "1: not valid UTF-8 (byte 0xff at column 3)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_names_file_and_line(tmp_path, case):
+  text, kwargs, reason = BAD[case]
+  path = tmp_path / "train.txt"
+  if text is None:
+    path.write_bytes(b"EU\xff NNP B-NP B-ORG\n")
+  else:
+    path.write_text(text)
+  with pytest.raises(data.MalformedRowError) as error:
+    data.read_conll(str(path), **kwargs)
+  assert str(error.value) == f"{path}:{reason}"
+
+
+def test_skip_malformed_drops_whole_sentences_and_counts_them(tmp_path):
+  path = _write(tmp_path / "x.txt", "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nsays VBZ B-VP\n"
+                "\nPeter NNP B-NP B-PER\n\nBonn NNP B-NP E-LOC\n")
+  stats = data.ReadStats()
+  sentences = data.read_conll(path, skip_malformed=True, stats=stats)
+  assert [s.words for s in sentences] == [("Peter",)]
+  assert (stats.rows, stats.skipped) == (3, 2)
+  assert stats.first_skipped[0].startswith(f"{path}:4: expected 4 columns")
+  assert data.read_conll(path, skip_malformed=True, strict=False)[-1].tags == ("E-LOC",)
+
+
+def test_bio_task_takes_any_column_count_and_a_label_column(tmp_path):
+  path = _write(tmp_path / "x.txt", "Peter\tx\tB-PER\tNNP\nBonn\tx\tB-LOC\tNNP\n")
+  (sentence,) = data.read_conll(path, task="bio", label_column=2)
+  assert sentence.words == ("Peter", "Bonn") and sentence.tags == ("B-PER", "B-LOC")
+
+
+def _sentence(words, tags, document=0):
+  return data.Sentence(tuple(words), tuple(tags), document, "x:1")
+
+
+def test_first_sub_token_carries_the_label_and_vanished_words_have_none(tokenizer):
+  ids = {"O": 0, "B-LOC": 1, "B-PER": 2, "I-PER": 3}
+  words = ["Olga", "Petrova", "\u200b", "visited", "Berlin", "\x7f"]
+  tags = ["B-PER", "I-PER", "O", "O", "B-LOC", "B-PER"]
+  assert tokenizer.tokenize("Petrova") == ["Petro", "##va"] and not tokenizer.tokenize("\u200b")
+  f = data.featurize([_sentence(words, tags)], tokenizer, 16, ids)
+  assert tokenizer.convert_ids_to_tokens(f.ids) == [
+      "[CLS]", "Olga", "Petro", "##va", "visited", "Ber", "##lin", "[SEP]"]
+  assert f.labels.tolist() == [-1, 2, 3, -1, 0, 1, -1, -1]
+  assert f.word_ids.tolist() == [-1, 0, 1, -1, 3, 4, -1, -1]
+  assert f.vanished.tolist() == [2, 5] and f.num_words == 6
+  positions, word_ids = f.positions(0)
+  assert positions.tolist() == [1, 2, 4, 5] and word_ids.tolist() == [0, 1, 3, 4]
+  batch = data.assemble(f, [np.array([0])], pad_to=16)
+  assert batch["label_weights"][0, 0].tolist() == [0, 1, 1, 0, 1, 1] + [0] * 10
+  assert batch["input_mask"][0, 0].sum() == 8 and batch["example_index"].tolist() == [[0]]
+
+
+def test_long_sentences_split_at_word_boundaries_and_document_context(tokenizer):
+  ids = {"O": 0, "B-LOC": 1}
+  long = _sentence(["Berlin", "Paris", "Berlin", "Oslo", "Berlin"], ["B-LOC"] * 5, 1)
+  before, after = (_sentence(["Lima"], ["B-LOC"], 1), _sentence(["Cairo", "Oslo"], ["O"] * 2, 1))
+  # 8 tokens of room: Ber ##lin Paris Ber ##lin Oslo | Ber ##lin
+  f = data.featurize([long], tokenizer, 8, ids)
+  assert f.lengths.tolist() == [8, 4] and f.split_sentences == 1
+  assert f.window_sentence.tolist() == [0, 0]
+  assert [f.positions(w)[1].tolist() for w in range(2)] == [[0, 1, 2, 3], [4]]
+  # With context: the window around "Cairo Oslo" takes the tokens before it.
+  f = data.featurize([before, long, after], tokenizer, 8, ids, doc_context=True)
+  tokens = lambda w: tokenizer.convert_ids_to_tokens(  # noqa: E731
+      f.ids[f.offsets[w]:f.offsets[w + 1]])
+  assert tokens(0) == ["[CLS]", "Lima", "Ber", "##lin", "Paris", "Ber", "##lin", "[SEP]"]
+  assert f.positions(0)[0].tolist() == [1]  # labels only on the window's own sentence
+  assert tokens(3)[-3:] == ["Cairo", "Oslo", "[SEP]"] and f.positions(3)[0].tolist() == [5, 6]
+  assert data.context_sizes(10, 1, 6) == (5, 1) and data.context_sizes(2, 10, 6) == (2, 4)
+
+
+def test_entity_scores_match_a_hand_computed_example():
+  gold = [["B-PER", "I-PER", "O", "B-LOC", "O"],
+          ["I-ORG", "I-ORG", "O", "I-PER", "B-PER"],   # IOB1: chunks start at I-
+          ["O", "B-MISC"]]
+  predicted = [["B-PER", "I-LOC", "O", "B-LOC", "O"],  # B-PER broken by an I-LOC
+               ["I-ORG", "I-ORG", "O", "I-PER", "I-PER"],
+               ["O", "O"]]
+  # By hand. Gold chunks: PER[0,2) LOC[3,4) | ORG[0,2) PER[3,4) PER[4,5) | MISC[1,2): 6.
+  # Predicted: PER[0,1) LOC[1,2) LOC[3,4) | ORG[0,2) PER[3,5): 5. Correct: LOC[3,4), ORG[0,2).
+  scores = data.entity_scores(gold, predicted)
+  assert scores["precision"] == pytest.approx(2 / 5)
+  assert scores["recall"] == pytest.approx(2 / 6)
+  assert scores["f1"] == pytest.approx(4 / 11)  # 2 x 0.4 x 0.333 / 0.733
+  assert scores["accuracy"] == pytest.approx(9 / 12)
+  assert scores["per_type"]["LOC"] == pytest.approx((1 / 2, 1.0, 2 / 3, 1))
+  assert scores["per_type"]["PER"] == (0.0, 0.0, 0.0, 3)
+  assert scores["per_type"]["ORG"] == (1.0, 1.0, 1.0, 1)
+  assert scores["per_type"]["MISC"] == (0.0, 0.0, 0.0, 1)
+  assert data.chunks(["B-PER", "B-PER", "I-PER", "I-LOC"]) == {
+      ("PER", 0, 1), ("PER", 1, 3), ("LOC", 3, 4)}
+
+
+def test_predictions_file_is_conll_format():
+  sentences = [_sentence(["EU", "says"], ["B-ORG", "O"], 1), _sentence(["Bonn"], ["B-LOC"], 2)]
+  assert data.conll_lines(sentences, [["B-ORG", "O"], ["O"]]) == [
+      "EU B-ORG B-ORG\n", "says O O\n", "\n", "-DOCSTART- O O\n", "\n", "Bonn B-LOC O\n", "\n"]
