@@ -1,5 +1,6 @@
 """TaggerTrainer and run_tagging.py: learning the committed CoNLL sample, Mirrored on 2 logical
 devices = one device, the command line end to end and its bad-input errors."""
+import json
 import os
 import shutil
 
@@ -86,8 +87,9 @@ def _run(tmp_path, data_dir, *args, epochs=8):
 
 @pytest.mark.integration
 def test_run_tagging_trains_evaluates_and_predicts(tmp_path):
-  """Two epochs (learning itself: test_tagger_learns_the_sample)."""
-  result = _run(tmp_path, SAMPLE, "--do_train", "--do_eval", "--do_predict", epochs=2)
+  """Two epochs, with document context (learning itself: test_tagger_learns_the_sample)."""
+  result = _run(tmp_path, SAMPLE, "--do_train", "--do_eval", "--do_predict", "--doc_context",
+                epochs=2)
   assert result.returncode == 0, result.stderr[-4000:]
   out = tmp_path / "out"
   results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
@@ -99,8 +101,10 @@ def test_run_tagging_trains_evaluates_and_predicts(tmp_path):
   sentences = (out / "test_predictions.txt").read_text().strip("\n").split("\n\n")
   assert sum(not s.startswith("-DOCSTART-") for s in sentences) == 30
   assert all(len(line.split()) == 3 for s in sentences for line in s.splitlines())
-  for name in ("run_config.json", "run.flags", "checkpoint", "train_metrics.jsonl"):
+  for name in ("run.flags", "checkpoint", "train_metrics.jsonl"):
     assert (out / name).exists(), name
+  resolved = json.loads((out / "run_config.json").read_text())
+  assert resolved["data"]["doc_context"] and not resolved["data"]["do_lower_case"]
 
 
 @pytest.mark.integration

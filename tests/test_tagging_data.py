@@ -156,3 +156,22 @@ def test_predictions_file_is_conll_format():
   sentences = [_sentence(["EU", "says"], ["B-ORG", "O"], 1), _sentence(["Bonn"], ["B-LOC"], 2)]
   assert data.conll_lines(sentences, [["B-ORG", "O"], ["O"]]) == [
       "EU B-ORG B-ORG\n", "says O O\n", "\n", "-DOCSTART- O O\n", "\n", "Bonn B-LOC O\n", "\n"]
+
+
+def test_entity_scores_equal_seqeval_on_random_iob1_and_iob2_tags():
+  """seqeval's default mode follows conlleval: the same chunks, hence the same scores."""
+  from seqeval import metrics as seqeval
+  rng = np.random.default_rng(0)
+  tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG"]
+  gold = [list(rng.choice(tags, rng.integers(1, 12))) for _ in range(300)]
+  predicted = [[t if rng.random() < 0.7 else str(rng.choice(tags)) for t in g] for g in gold]
+  scores = data.entity_scores(gold, predicted)
+  assert scores["precision"] == pytest.approx(seqeval.precision_score(gold, predicted))
+  assert scores["recall"] == pytest.approx(seqeval.recall_score(gold, predicted))
+  assert scores["f1"] == pytest.approx(seqeval.f1_score(gold, predicted))
+  assert scores["accuracy"] == pytest.approx(seqeval.accuracy_score(gold, predicted))
+  report = seqeval.classification_report(gold, predicted, output_dict=True)
+  for kind, (p, r, f1, count) in scores["per_type"].items():
+    assert (p, r, f1, count) == pytest.approx((report[kind]["precision"],
+                                               report[kind]["recall"],
+                                               report[kind]["f1-score"], report[kind]["support"]))
