@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from bert_tf.configs import BertConfig
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
+from bert_tf.modeling.squad import BertSpanLabeler
 
 # Stored in google's checkpoints but not model weights: the step counter and the optimizer's
 # slots (google's AdamWeightDecayOptimizer names them <var>/adam_m and <var>/adam_v).
@@ -62,7 +63,8 @@ def _encoder_table(encoder: BertEncoder) -> dict[str, tf.Variable]:
 
 
 def google_name_table(model) -> dict[str, tf.Variable]:
-  """google TF1 name -> our variable, for a BertEncoder, BertPretrainer or BertClassifier."""
+  """google TF1 name -> our variable, for a BertEncoder, BertPretrainer, BertClassifier or
+  BertSpanLabeler (SQuAD)."""
   if isinstance(model, BertEncoder):
     return _encoder_table(model)
   if isinstance(model, BertPretrainer):
@@ -83,6 +85,12 @@ def google_name_table(model) -> dict[str, tf.Variable]:
     # google's run_classifier.py creates these two at the top level, outside "bert/".
     table["output_weights"] = model.classifier.output_weights
     table["output_bias"] = model.classifier.output_bias
+    return table
+  if isinstance(model, BertSpanLabeler):
+    table = _encoder_table(model.encoder)
+    # google's run_squad.py: the span head under cls/squad/.
+    table["cls/squad/output_weights"] = model.span_head.output_weights
+    table["cls/squad/output_bias"] = model.span_head.output_bias
     return table
   raise TypeError(f"no google name table for {type(model).__name__}")
 
@@ -131,8 +139,9 @@ def load_google_checkpoint(path: str, model, allow_missing: tuple[str, ...] = ()
   reader = tf.train.load_checkpoint(prefix)
   shapes = reader.get_variable_to_shape_map()
   table = google_name_table(model)
-  skipped = sorted(n for n in shapes if _is_non_model(n) or
-                   n.startswith(tuple(allow_unexpected_prefixes)))
+  # An ignored prefix never hides a name the model wants (cls/ vs the SQuAD head cls/squad/).
+  skipped = sorted(n for n in shapes if _is_non_model(n) or (
+      n.startswith(tuple(allow_unexpected_prefixes)) and n not in table))
   model_names = set(shapes) - set(skipped)
   missing = sorted(set(table) - model_names - set(allow_missing))
   unexpected = sorted(model_names - set(table))
@@ -193,7 +202,8 @@ def checkpoint_values(path: str) -> Mapping[str, np.ndarray]:
 
 
 def restore_weights(path: str, model) -> str:
-  """Loads weights only into a ``BertPretrainer``, ``BertClassifier`` or ``BertEncoder``.
+  """Loads weights only into a ``BertPretrainer``, ``BertClassifier``, ``BertSpanLabeler`` or
+  ``BertEncoder``.
 
   Accepts google TF1 checkpoints (with or without ``cls/`` heads), our pretraining checkpoints
   (``tf.train.Checkpoint(model=...)``) and our encoder exports

@@ -176,3 +176,39 @@ def test_restore_weights_puts_a_google_pretraining_checkpoint_into_a_classifier(
   assert checkpoints.restore_weights(prefix, classifier) == "google"
   f = pretraining_features(config)
   np.testing.assert_array_equal(classifier(f)["pooled_output"], pretrained(f)["pooled_output"])
+
+
+def test_squad_head_has_google_names_and_round_trips(tmp_path):
+  from bert_tf.modeling.squad import BertSpanLabeler
+  config = tiny_config()
+  model = BertSpanLabeler(BertEncoder(config))
+  table = checkpoints.google_name_table(model)
+  squad_names = ["cls/squad/output_weights", "cls/squad/output_bias"]
+  assert sorted(table) == sorted(_google_table_names(config.num_hidden_layers) + squad_names)
+  assert {v.ref() for v in table.values()} == {v.ref() for v in model.variables}
+  assert table["cls/squad/output_weights"].shape == (2, config.hidden_size)
+  assert table["cls/squad/output_bias"].shape == (2,)
+  # A google-format SQuAD checkpoint, written from google's names alone, loads in full.
+  rng = np.random.default_rng(0)
+  values = {n: rng.normal(size=v.shape).astype(np.float32) for n, v in table.items()}
+  values["global_step"] = np.int64(7)
+  prefix = _write_tf1_checkpoint(str(tmp_path / "squad" / "model.ckpt"), values)
+  assert checkpoints.restore_weights(prefix, model) == "google"
+  np.testing.assert_array_equal(model.span_head.output_weights.numpy(),
+                                values["cls/squad/output_weights"])
+  # Export, then load into a fresh model: identical logits.
+  exported = checkpoints.export_google_checkpoint(model, config, str(tmp_path / "export"))
+  assert checkpoints.checkpoint_values(exported)["cls/squad/output_bias"].shape == (2,)
+  other = BertSpanLabeler(BertEncoder(config))
+  report = checkpoints.load_google_checkpoint(exported, other)
+  assert not report["missing_allowed"] and len(report["loaded"]) == len(table)
+  f = pretraining_features(config)
+  np.testing.assert_array_equal(model(f)["logits"], other(f)["logits"])
+  # A pretraining checkpoint (cls/predictions, cls/seq_relationship) gives the encoder only.
+  pretrained = BertPretrainer(BertEncoder(config))
+  pre_prefix = checkpoints.export_google_checkpoint(pretrained, config, str(tmp_path / "pre"))
+  fresh = BertSpanLabeler(BertEncoder(config))
+  head = fresh.span_head.output_weights.numpy()
+  assert checkpoints.restore_weights(pre_prefix, fresh) == "google"
+  np.testing.assert_array_equal(fresh(f)["sequence_output"], pretrained(f)["sequence_output"])
+  np.testing.assert_array_equal(fresh.span_head.output_weights.numpy(), head)

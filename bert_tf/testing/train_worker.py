@@ -4,13 +4,18 @@ TF_CONFIG) or one Horovod rank (under horovodrun).
   python -m bert_tf.testing.train_worker SPEC_JSON
 
 SPEC: {"distribution", "initial_weights": npz, "features_seed": int, "runs": [{"name",
-"output_dir", and ``parity_pretrainer`` overrides}], "result_dir": dir, "classifier": bool}.
+"output_dir", and ``parity_pretrainer`` overrides}], "result_dir": dir, "classifier": bool,
+"squad": bool}.
 For each run: load the initial weights, train, and (chief only) save the weights to
 result_dir/<name>.npz and the last metrics to <name>.json. With "classifier": true, then also
 fine-tune ``parity_classifier`` and evaluate it (every worker takes part; the chief saves
 classifier.npz with the weights and the eval logits, and classifier.json with the metrics).
+With "squad": true, then also predict the committed SQuAD 2.0 file with ``parity_squad``
+(every worker takes part; the chief saves squad.npz with the span logits and squad.json with
+the predictions, null odds and scores).
 
-The tests build the same ``parity_pretrainer`` / ``parity_classifier`` on one device as the
+The tests build the same ``parity_pretrainer`` / ``parity_classifier`` / ``parity_squad`` on one
+device as the
 reference.
 """
 import json
@@ -20,10 +25,15 @@ import sys
 import bert_tf  # noqa: F401  (Keras 2 before tensorflow)
 import numpy as np
 
-from bert_tf import distribution
+from bert_tf import distribution, tokenization
+from bert_tf.configs import OptimizerConfig
+from bert_tf.configs.squad import SquadConfig
+from bert_tf.data import squad as squad_data
 from bert_tf.testing import builders
+from bert_tf.testing.launch import ROOT
 from bert_tf.testing.synthetic import classifier_features
 from bert_tf.testing.tiny import tiny_config
+from bert_tf.training.squad import SquadTrainer
 
 
 def parity_pretrainer(runtime, features_seed, *, output_dir, steps=2, **overrides):
@@ -46,6 +56,41 @@ def parity_classifier(runtime, *, output_dir, accumulation=1):
       gradient_accumulation_steps=accumulation, seed=3, learning_rate=1e-2)
   # 37 eval examples: the batches do not split evenly over the replicas.
   return trainer, classifier_features(0, 40), {"": classifier_features(1, 37)}
+
+
+SQUAD_DIR = os.path.join(ROOT, "tests", "data", "squad")
+SQUAD_SEQ, SQUAD_STRIDE, SQUAD_QUERY = 64, 16, 12  # the long paragraph: many doc spans
+
+
+def squad_sets(version_2=True):
+  """The committed SQuAD file (2.0 or 1.1) as {"train": training features, "examples",
+  "features": predict examples and features, "dataset": the file's data list}."""
+  path = os.path.join(SQUAD_DIR, "tiny-v2.0.json" if version_2 else "tiny-v1.1.json")
+  tokenizer = tokenization.BertTokenizer(os.path.join(SQUAD_DIR, "vocab.txt"))
+  make = lambda examples, training: squad_data.convert_examples_to_features(  # noqa: E731
+      examples, tokenizer, SQUAD_SEQ, SQUAD_STRIDE, SQUAD_QUERY, training)
+  examples = squad_data.read_squad_examples(path, False, version_2)
+  return {"train": make(squad_data.read_squad_examples(path, True, version_2), True),
+          "examples": examples, "features": make(examples, False),
+          "dataset": squad_data.load_squad_json(path)}
+
+
+def parity_squad(runtime, *, output_dir, **overrides):
+  """A tiny SQuAD span model (no dropout, seed 5): predict batches of 7 features (they do not
+  split evenly over 2 replicas), 16 features per train step, AdamW at 1e-3."""
+  values = dict(output_dir=output_dir, max_seq_length=SQUAD_SEQ, predict_batch_size=7,
+                train_batch_size=16, num_train_epochs=2, iterations_per_loop=1,
+                save_checkpoints_steps=1000, seed=5, stall_timeout_secs=0.0, n_best_size=5)
+  values.update(overrides)
+  config = tiny_config(vocab_size=206, max_position_embeddings=SQUAD_SEQ)
+  return SquadTrainer(config, SquadConfig(**values), OptimizerConfig(learning_rate=1e-3),
+                      runtime)
+
+
+def squad_predict(trainer, sets, version_2=True):
+  """predict() on the committed file, as run_squad.py does."""
+  return trainer.predict(sets["examples"], sets["features"], do_lower_case=True,
+                         version_2_with_negative=version_2, dataset=sets["dataset"])
 
 
 def _save(result_dir, name, weights, **arrays):
@@ -80,6 +125,13 @@ def main(argv):
       _save(result_dir, "classifier", trainer.model.get_weights(), logits=logits)
       with open(os.path.join(result_dir, "classifier.json"), "w") as f:
         json.dump(results, f)
+  if spec.get("squad"):
+    trainer = parity_squad(runtime, output_dir=os.path.join(result_dir, "squad"))
+    out = squad_predict(trainer, squad_sets())
+    if runtime.is_chief:
+      np.savez(os.path.join(result_dir, "squad.npz"), logits=out["logits"])
+      with open(os.path.join(result_dir, "squad.json"), "w") as f:
+        json.dump({k: out[k] for k in ("predictions", "null_odds", "eval")}, f)
   print(f"worker {runtime.worker_index} done", flush=True)
 
 
