@@ -81,6 +81,15 @@ def test_skip_malformed_drops_whole_sentences_and_counts_them(tmp_path):
   assert (stats.rows, stats.skipped) == (3, 2)
   assert stats.first_skipped[0].startswith(f"{path}:4: expected 4 columns")
   assert data.read_conll(path, skip_malformed=True, strict=False)[-1].tags == ("E-LOC",)
+  # A line that is not UTF-8 drops its sentence too (not just the line).
+  path = tmp_path / "y.txt"
+  path.write_bytes(b"EU NNP B-NP B-ORG\nsa\xffys VBZ B-VP O\n\nPeter NNP B-NP B-PER\n"
+                   b"\nBonn NNP B-NP B-LOC\nis\xff VBZ B-VP O\n")
+  stats = data.ReadStats()
+  assert [s.words for s in data.read_conll(str(path), skip_malformed=True, stats=stats)] == [
+      ("Peter",)]
+  assert stats.first_skipped == [f"{path}:2: not valid UTF-8", f"{path}:7: not valid UTF-8"]
+  assert (stats.rows, stats.skipped) == (3, 2)
 
 
 def test_bio_task_takes_any_column_count_and_a_label_column(tmp_path):

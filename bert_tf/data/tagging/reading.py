@@ -104,7 +104,19 @@ def read_conll(path: str, task: str = "conll2003", label_column: int = -1,
   stats = stats if stats is not None else ReadStats()
   expected = TASK_COLUMNS[task]
   builder = _SentenceBuilder(path, stats, skip_malformed)
-  for number, fields in read_tsv(path, stats, skip_malformed):
+  # read_tsv drops (skip_malformed) or raises on a line that is not UTF-8; a dropped line
+  # must drop its whole sentence, so its skips are counted here, per sentence.
+  bad_lines, seen = ReadStats(), 0
+
+  def drop_bad_lines(number):
+    nonlocal seen
+    if bad_lines.skipped > seen:
+      builder.fail(number - (bad_lines.skipped - seen), "not valid UTF-8")
+      seen = bad_lines.skipped
+
+  number = 0
+  for number, fields in read_tsv(path, bad_lines, skip_malformed):
+    drop_bad_lines(number)
     columns = "\t".join(fields).split()
     if not columns:
       builder.end()
@@ -128,6 +140,7 @@ def read_conll(path: str, task: str = "conll2003", label_column: int = -1,
       builder.fail(number, problem)
       continue
     builder.add(number, columns[0], tag)
+  drop_bad_lines(number + 1 + bad_lines.skipped - seen)
   builder.end()
   return builder.sentences
 
