@@ -127,3 +127,26 @@ def test_run_tagging_bad_input_fails_with_file_and_line(tmp_path):
   assert result.returncode != 0
   assert "dev.txt:283: tag 'B-GPE' is not in the training label set" in result.stderr, \
       result.stderr[-2000:]
+
+
+@pytest.mark.unit
+def test_encoder_checkpoint_initialises_the_tagger_and_fp16_logits_are_float32(tmp_path):
+  import tensorflow as tf
+  import tf_keras
+  from bert_tf.modeling import BertEncoder
+  from bert_tf.training.tagging import TaggingTask
+  config = classifier_config(57, 0.0)
+  source = BertEncoder(config, seed=3)
+  path = tf.train.Checkpoint(encoder=source).save(str(tmp_path / "encoder"))
+  task = TaggingTask(TaggingSpec("bio", ("O", "B-X", "I-X")),
+                     FinetuneConfig(output_dir=str(tmp_path)))
+  tf_keras.mixed_precision.set_global_policy("mixed_float16")
+  tagger = task.build_model(config, FinetuneConfig(output_dir=str(tmp_path), seed=7))
+  assert task.init_from(path, tagger) == "encoder"
+  for a, b in zip(source.variables, tagger.encoder.variables, strict=True):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+  ids = tf.constant([[2, 7, 9, 3, 0]])
+  logits = tagger({"input_ids": ids, "input_mask": tf.cast(ids > 0, tf.int32)})["logits"]
+  assert logits.shape == (1, 5, 3) and logits.dtype == tf.float32
+  assert all(v.dtype == tf.float32 for v in tagger.variables)
+  assert tagger.encoder.pooler.kernel.ref() not in {v.ref() for v in tagger.trainable_variables}
