@@ -1,6 +1,7 @@
 """Scale-out parity on localhost: 2 MultiWorkerMirrored processes and 2 Horovod ranks each give
 the same loss and weights as one device on the same global batch (fp32, and one fp16 step),
-and the same fine-tuned classifier and eval results (every eval example counted once)."""
+and the same fine-tuned classifier and eval results (every eval example counted once), and the
+same SQuAD answers (every feature predicted once, every question answered once)."""
 import json
 import os
 import subprocess
@@ -12,7 +13,8 @@ import pytest
 from bert_tf import distribution
 from bert_tf.testing import launch
 from bert_tf.testing.numerics import max_diff
-from bert_tf.testing.train_worker import parity_classifier, parity_pretrainer
+from bert_tf.testing.train_worker import (parity_classifier, parity_pretrainer, parity_squad,
+                                          squad_predict, squad_sets)
 
 pytestmark = pytest.mark.distributed
 
@@ -49,16 +51,37 @@ def reference(tmp_path_factory):
   classifier.train(train)
   results["classifier"] = (classifier.model.get_weights(), classifier.evaluate(evals),
                            classifier.logits(evals[""], classifier.config.eval_batch_size))
+  # SQuAD: predict the committed 2.0 file with the seed's weights.
+  results["squad"] = squad_predict(parity_squad(runtime, output_dir=str(root / "squad")),
+                                   squad_sets())
   return str(root / "initial.npz"), initial, results
 
 
 def _spec(tmp_path, dist, initial_path):
   runs = [{**run, "output_dir": str(tmp_path / dist / run["name"])} for run in RUNS]
   return json.dumps({"distribution": dist, "initial_weights": initial_path, "features_seed": 0,
-                     "runs": runs, "result_dir": str(tmp_path), "classifier": True})
+                     "runs": runs, "result_dir": str(tmp_path), "classifier": True,
+                     "squad": True})
+
+
+def _compare_squad(tmp_path, reference, label):
+  ref = reference[2]["squad"]
+  got = json.loads((tmp_path / "squad.json").read_text())
+  logit_diff = max_diff([ref["logits"]], [np.load(tmp_path / "squad.npz")["logits"]])
+  qids = list(ref["predictions"])
+  odds = max(abs(got["null_odds"][q] - ref["null_odds"][q]) for q in qids)
+  print(f"{label} SQuAD predict: {len(qids)} questions, max |span logit diff| "
+        f"{logit_diff:.2e}, max |null odds diff| {odds:.2e}")
+  assert len(qids) == 17 and list(got["predictions"]) == qids  # each question once, in order
+  assert got["predictions"] == ref["predictions"]
+  texts = lambda out: {q: [e["text"] for e in out["nbest"][q]] for q in qids}  # noqa: E731
+  assert texts(got) == texts(ref)  # the whole n-best, spans included
+  assert logit_diff <= 1e-5 and odds <= 1e-4
+  assert got["eval"] == pytest.approx(ref["eval"])
 
 
 def _compare(tmp_path, reference, label):
+  _compare_squad(tmp_path, reference, label)
   _, initial, results = reference
   ref_weights, ref_eval, ref_logits = results["classifier"]
   got = np.load(tmp_path / "classifier.npz")

@@ -12,11 +12,10 @@ fine-tune ``parity_classifier`` and evaluate it (every worker takes part; the ch
 classifier.npz with the weights and the eval logits, and classifier.json with the metrics).
 With "squad": true, then also predict the committed SQuAD 2.0 file with ``parity_squad``
 (every worker takes part; the chief saves squad.npz with the span logits and squad.json with
-the predictions, null odds and scores).
+the predictions, n-best, null odds and scores).
 
-The tests build the same ``parity_pretrainer`` / ``parity_classifier`` / ``parity_squad`` on one
-device as the
-reference.
+The tests build the same ``parity_pretrainer`` / ``parity_classifier`` / ``parity_squad`` on
+one device as the reference.
 """
 import json
 import os
@@ -131,7 +130,7 @@ def main(argv):
     if runtime.is_chief:
       np.savez(os.path.join(result_dir, "squad.npz"), logits=out["logits"])
       with open(os.path.join(result_dir, "squad.json"), "w") as f:
-        json.dump({k: out[k] for k in ("predictions", "null_odds", "eval")}, f)
+        json.dump({k: out[k] for k in ("predictions", "nbest", "null_odds", "eval")}, f)
   print(f"worker {runtime.worker_index} done", flush=True)
 
 
