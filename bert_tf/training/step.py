@@ -96,19 +96,24 @@ def make_replica_step(task, model, optimizer, runtime, state: TrainState, *, see
     replica_id = runtime.replica_index()
     normalisers = task.normalisers(batch, runtime.all_reduce_sum)
     step = state.global_step.read_value()
+    connected = []  # per variable: does the loss reach it? (known when the graph is traced)
 
     def micro_step(k):
       micro_seed = dropout_seed(seed, step, k_steps, k, replica_id)
       with tf.GradientTape() as tape:
         loss, sums = task.micro_batch_loss(model, batch, k, normalisers, micro_seed)
         scaled = optimizer.get_scaled_loss(loss) if loss_scaling else loss
+      grads = tape.gradient(scaled, variables)
+      connected[:] = [g is not None for g in grads]
       # Embedding gathers give IndexedSlices; accumulation and all-reduce want dense tensors.
-      grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled, variables)]
-      return grads, sums
+      return [tf.convert_to_tensor(g) for g in grads if g is not None], sums
 
     grads, sums = accumulate(micro_step, k_steps)
+    # A variable the loss does not reach (the pooler under a span or tagging head) is left
+    # alone, as google's optimizer skips None gradients: no update, no weight decay.
+    trained = [v for v, c in zip(variables, connected) if c]
     sums, grad_norm, finite = reduce_and_apply(runtime, optimizer, loss_scaling, clip_norm,
-                                               grads, sums, variables)
+                                               grads, sums, trained)
     skipped = state.record(finite)
     return task.step_metrics(sums, normalisers, grad_norm, skipped)
 
