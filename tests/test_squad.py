@@ -74,6 +74,23 @@ def test_mirrored_predict_answers_every_question_once_as_one_device(trained, tmp
     assert (tmp_path / name).exists(), name
 
 
+def test_accumulation_equals_one_big_batch(trained, tmp_path):
+  """2 micro-batches of 8 features = one batch of 16: the loss is normalised by the global
+  batch's feature count, not per micro-batch."""
+  _, sets, _, _ = trained
+  runtime = distribution.make_runtime("one_device")
+  weights = {}
+  for k in (1, 2):
+    trainer = parity_squad(runtime, output_dir=str(tmp_path / f"k{k}"),
+                           gradient_accumulation_steps=k)
+    initial = trainer.model.get_weights()  # the seed's: the same for both
+    trainer.train(sets["train"], stop_after_steps=2)
+    weights[k] = trainer.model.get_weights()
+  diff, update = max_diff(weights[1], weights[2]), max_diff(weights[1], initial)
+  print(f"accumulation 2x8 vs 1x16, 2 steps: max |weight diff| {diff:.2e} (update {update:.2e})")
+  assert diff <= 2e-6 and update > 1e-3
+
+
 def _cli(tmp_path, *args, timeout=240):
   (tmp_path / "bert_config.json").write_text(json.dumps(
       {"vocab_size": 206, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
