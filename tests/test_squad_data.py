@@ -169,6 +169,13 @@ def test_unmatched_answer_is_skipped_counted_and_named(tmp_path, caplog):
   assert [e.qas_id for e in examples] == ["ok"]
   assert stats.unmatched_answers == ["shifted", "outside"] and stats.questions == 3
   assert "Could not find answer of question shifted" in caplog.text
+  # A SQuAD 2.0 file read as 1.1 for training: the unanswerable question is named.
+  v2 = _write(tmp_path, [{"paragraphs": [{"context": context, "qas": [
+      {"id": "none", "question": "?", "answers": [], "is_impossible": True}]}]}], "v2.json")
+  with pytest.raises(squad.SquadFormatError, match=r"question 'none': for training, each "
+                     r"answerable question should have exactly 1 answer, found 0 \(a SQuAD 2.0 "
+                     r"file\? pass --version_2_with_negative\)"):
+    squad.read_squad_examples(v2, True, False)
   # Prediction does not read the answers: every question is kept.
   assert len(squad.read_squad_examples(path, False, False)) == 3
 

@@ -73,7 +73,8 @@ class SquadTrainer(Engine):
     def dataset_fn(context: tf.distribute.InputContext):
       local = num_replicas // context.num_input_pipelines
       first = context.input_pipeline_id * local
-      # Padded to max_seq_length as google: the softmax runs over every position.
+      # Padded to max_seq_length as google: the training softmax and the n-best candidates
+      # of prediction run over every position, padding included.
       ds = data.make_dataset(features, steps, range(first, first + local), k, start, pad_to)
       return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -97,8 +97,10 @@ def _answer_positions(qa, qas_id, doc_tokens, char_to_word_offset, path):
   """(answer text, start word, end word), or None when the text is not at its offset."""
   answers = _field(qa, "answers", path, f"question {qas_id!r}")
   if len(answers) != 1:
+    hint = (" (a SQuAD 2.0 file? pass --version_2_with_negative)" if not answers and
+            "is_impossible" in qa else "")
     raise SquadFormatError(f"{path}: question {qas_id!r}: for training, each answerable "
-                           f"question should have exactly 1 answer, found {len(answers)}")
+                           f"question should have exactly 1 answer, found {len(answers)}{hint}")
   text = _field(answers[0], "text", path, f"the answer of question {qas_id!r}")
   offset = _field(answers[0], "answer_start", path, f"the answer of question {qas_id!r}")
   end = offset + len(text) - 1
