@@ -5,6 +5,7 @@ input named by file, position and question id."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from bert_tf.data import squad
@@ -84,6 +85,45 @@ def test_training_features_without_spans_match(tokenizers):
                                             keep_spans=False)
   assert lean.spans is None
   assert (lean.ids.ids == full.ids.ids).all() and (lean.end_positions == full.end_positions).all()
+
+
+def test_postprocess_maps_spans_back_to_the_original_text(tokenizers):
+  """Logits that point at the training positions (5 at the answer's start and end, -10
+  elsewhere; spans without the answer point at [CLS]) give back the gold answers in their
+  original spelling, "" for the unanswerable ones, and null odds of exactly -30 / +30."""
+  path = FILES[True]
+  train = squad.convert_examples_to_features(squad.read_squad_examples(path, True, True),
+                                             tokenizers[True], MAX_SEQ, STRIDE, MAX_QUERY, True)
+  examples = squad.read_squad_examples(path, False, True)
+  features = squad.convert_examples_to_features(examples, tokenizers[True], MAX_SEQ, STRIDE,
+                                                MAX_QUERY, False)
+  rows = np.arange(len(features))
+  start = np.full((len(features), MAX_SEQ), -10.0, np.float32)
+  end = start.copy()
+  start[rows, train.start_positions] = end[rows, train.end_positions] = 5.0
+  dataset = squad.load_squad_json(path)
+  gold = {qa["id"]: (qa["answers"] or [{"text": ""}])[0]["text"]
+          for entry in dataset for p in entry["paragraphs"] for qa in p["qas"]}
+  options = dict(n_best_size=20, max_answer_length=30, do_lower_case=True,
+                 version_2_with_negative=True)
+  predictions, nbest, null_odds = squad.postprocess(examples, features.spans, start, end,
+                                                    **options)
+  # google's own examples of get_final_text: "(1895-1943)." -> "1895" (the improved span),
+  # "Japan" inside "Japanese" stays the whole word; "Kobe" is [UNK] in this vocab, so its
+  # words are returned as written ("Kobe." with its period); double spaces become one.
+  expected = {**gold, "q3": "Japanese", "q9": "Tokyo (東京), Osaka and Kobe.",
+              "q13": "naïve flower patterns"}
+  assert dict(predictions) == expected
+  assert set(null_odds.values()) == {-30.0, 30.0}
+  assert all(null_odds[q] == 30.0 for q in ("q15", "q16", "q17"))
+  assert nbest["q1"][0]["text"] == "Steve Smith" and nbest["q15"][0]["text"] == ""
+  results = squad.evaluate_v2(dataset, predictions, null_odds)
+  assert results["exact"] == pytest.approx(100 * 16 / 17)  # all but "Japanese"
+  assert results["NoAns_exact"] == 100.0
+  # Below -30 every question is predicted unanswerable.
+  empty, _, _ = squad.postprocess(examples, features.spans, start, end,
+                                  null_score_diff_threshold=-40.0, **options)
+  assert set(empty.values()) == {""}
 
 
 # ---- the official evaluation --------------------------------------------------------------
