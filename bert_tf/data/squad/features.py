@@ -165,7 +165,7 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer,
       tokens = ["[CLS]", *query_tokens, "[SEP]"]
       doc_offset = len(tokens)
       tokens += all_doc_tokens[span.start:span.start + span.length] + ["[SEP]"]
-      rows.append([vocab[t] for t in tokens])
+      rows.append(np.fromiter((vocab[t] for t in tokens), np.int32, count=len(tokens)))
       firsts.append(doc_offset)
       start, end = (_positions(span, answer, example.is_impossible, doc_offset)
                     if is_training else (0, 0))
@@ -184,7 +184,7 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer,
             is_impossible=example.is_impossible))
   lengths = np.array([len(r) for r in rows], np.int64)
   offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-  ids = np.fromiter((t for r in rows for t in r), np.int32, count=int(offsets[-1]))
+  ids = np.concatenate(rows) if rows else np.zeros(0, np.int32)
   starts = np.array(starts, np.int32)
   return SquadFeatures(Features(ids, offsets, np.array(firsts, np.int32), starts), starts,
                        np.array(ends, np.int32), np.array(example_index, np.int32),
