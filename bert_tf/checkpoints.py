@@ -206,9 +206,10 @@ def restore_weights(path: str, model) -> str:
   ``BertEncoder``.
 
   Accepts google TF1 checkpoints (with or without ``cls/`` heads), our pretraining checkpoints
-  (``tf.train.Checkpoint(model=...)``) and our encoder exports
-  (``tf.train.Checkpoint(encoder=...)``). Heads the checkpoint lacks keep their initial values.
-  Returns which kind was found: ``google``, ``pretraining`` or ``encoder``.
+  (``tf.train.Checkpoint(model=...)``), our encoder exports (``tf.train.Checkpoint(encoder=
+  ...)``) and, into a ``BertSpanLabeler``, a SQuAD run's checkpoint with its span head. Heads
+  the checkpoint lacks keep their initial values. Returns which kind was found: ``google``,
+  ``pretraining``, ``encoder`` or ``squad``.
   """
   prefix = _checkpoint_prefix(path)
   names = [name for name, _ in tf.train.list_variables(prefix)]
@@ -220,7 +221,10 @@ def restore_weights(path: str, model) -> str:
         prefix, model, allow_missing=tuple(heads),
         allow_unexpected_prefixes=() if isinstance(model, BertPretrainer) else ("cls/",))
     return "google"
-  if any(n.startswith("model/encoder/") for n in names):
+  if isinstance(model, BertSpanLabeler) and any(n.startswith("model/span_head/") for n in names):
+    kind = "squad"  # a SQuAD run's own checkpoint (run_squad.py's --output_dir): all of it
+    root = tf.train.Checkpoint(model=model)
+  elif any(n.startswith("model/encoder/") for n in names):
     kind = "pretraining"
     # The pretraining model's encoder, and its heads when the target has the same heads.
     root = tf.train.Checkpoint(model=model if isinstance(model, BertPretrainer)

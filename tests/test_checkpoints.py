@@ -204,6 +204,11 @@ def test_squad_head_has_google_names_and_round_trips(tmp_path):
   assert not report["missing_allowed"] and len(report["loaded"]) == len(table)
   f = pretraining_features(config)
   np.testing.assert_array_equal(model(f)["logits"], other(f)["logits"])
+  # A SQuAD run's own checkpoint (the engine's Checkpoint(model=...)) restores in full.
+  run_prefix = tf.train.Checkpoint(model=model).save(str(tmp_path / "run" / "ckpt"))
+  again = BertSpanLabeler(BertEncoder(config))
+  assert checkpoints.restore_weights(run_prefix, again) == "squad"
+  np.testing.assert_array_equal(model(f)["logits"], again(f)["logits"])
   # A pretraining checkpoint (cls/predictions, cls/seq_relationship) gives the encoder only.
   pretrained = BertPretrainer(BertEncoder(config))
   pre_prefix = checkpoints.export_google_checkpoint(pretrained, config, str(tmp_path / "pre"))

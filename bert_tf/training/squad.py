@@ -38,8 +38,8 @@ class SquadTask(ClassificationTask):
                                        seed=config.seed))
 
   def init_from(self, path: str, model) -> str:
-    """google TF1 (pretrained, or SQuAD fine-tuned: cls/squad/ loads too), our pretraining
-    output or an encoder export."""
+    """google TF1 (pretrained, or SQuAD fine-tuned: cls/squad/ loads too), another SQuAD
+    run's output (span head included), our pretraining output or an encoder export."""
     return checkpoints.restore_weights(path, model)
 
   def _per_example_loss(self, logits, labels):
