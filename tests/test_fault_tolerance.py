@@ -6,6 +6,7 @@
 Every process has a hard time limit.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,7 +161,9 @@ def test_kill_one_worker_then_relaunch_resumes_to_uninterrupted_result(tmp_path,
   codes = launch.wait_all(procs, timeout=400)
   logs = "\n".join(f.read_text() for f in log_dir.iterdir())
   assert codes == [0] * len(procs), logs[-4000:]
-  assert "resumed from" in logs
+  # The relaunch restored the last checkpoint of the killed run (the engine's log line).
+  assert re.search(rf"restored \S*ckpt-{resumed_from} \(step {resumed_from}\)", logs), \
+      logs[-4000:]
   ref, got = _model_weights(ref_out), _model_weights(out)
   assert ref.keys() == got.keys() and ref
   diff = max(float(np.max(np.abs(ref[n] - got[n]))) for n in ref)
