@@ -6,7 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.data import xnli_sample
+from bert_tf.data.demo import xnli_sample
 
 
 def write_pretraining_records(path, features) -> str:
@@ -131,6 +131,6 @@ def write_glue_task(root, task):
 
 
 def write_xnli_sample(root, train=300, evals=60, languages=("en", "de")):
-  """The XNLI-format sample (bert_tf.data.xnli_sample): {"data_dir", "vocab_file"}."""
+  """The XNLI-format sample (bert_tf.data.demo.xnli_sample): {"data_dir", "vocab_file"}."""
   return xnli_sample.write_sample(str(root), train_per_language=train,
                                   eval_per_language=evals, languages=languages, clauses=2)
