@@ -9,11 +9,9 @@ global step: one device, N replicas and K accumulation steps compute the same up
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Optional
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -22,12 +20,9 @@ from bert_tf.configs import BertConfig, FinetuneConfig, OptimizerConfig
 from bert_tf.data import classifier as data
 from bert_tf.distribution import Runtime
 from bert_tf.modeling import BertClassifier, BertEncoder
-from bert_tf.training.engine import Engine
+from bert_tf.training.planned import INPUTS, PlannedTrainer
 from bert_tf.training.metrics import compute_metrics, softmax
 from bert_tf.training.reporting import write_eval_results
-
-INPUTS = ("input_ids", "input_mask", "segment_ids")
-
 
 class ClassificationTask:
   """A classifier (or regressor, STS-B) on the pooled output, weighted per example."""
@@ -84,7 +79,7 @@ class ClassificationTask:
     return metrics, float(totals[1]), float(totals[2])
 
 
-class ClassifierTrainer(Engine):
+class ClassifierTrainer(PlannedTrainer):
   """Fine-tunes, evaluates and predicts a classifier on the engine.
 
   Args:
@@ -98,96 +93,23 @@ class ClassifierTrainer(Engine):
 
   def __init__(self, bert_config: BertConfig, config: FinetuneConfig,
                optimizer_config: OptimizerConfig, runtime: Runtime, task: data.Task):
-    super().__init__(ClassificationTask(task, config), bert_config, config, runtime)
+    super().__init__(ClassificationTask(task, config), bert_config, config, optimizer_config,
+                     runtime)
     self.task_spec = task
-    self.parts = runtime.num_replicas * config.gradient_accumulation_steps
-    self.base_optimizer_config = optimizer_config
-    self._forward = None
+    self.name = task.name
 
-  # --- data --------------------------------------------------------------------------------
-
-  def plan(self, features: data.Features):
-    cfg = self.config
-    return data.plan_steps(features.lengths, self.parts, seed=cfg.seed,
-                           epochs=cfg.num_train_epochs, **cfg.batching(cfg.train_batch_size))
-
-  def _distribute(self, features: data.Features, steps, k: int, start: int, pad_to=None):
-    num_replicas = self.runtime.num_replicas
-
-    def dataset_fn(context: tf.distribute.InputContext):
-      local = num_replicas // context.num_input_pipelines
-      first = context.input_pipeline_id * local
-      ds = data.make_dataset(features, steps, range(first, first + local), k, start, pad_to)
-      return ds.prefetch(tf.data.AUTOTUNE)
-
-    return self.runtime.distribute_dataset(dataset_fn)
-
-  # --- training ----------------------------------------------------------------------------
-
-  def train(self, features: data.Features, init_checkpoint: Optional[str] = None,
-            stop_after_steps: Optional[int] = None) -> dict:
-    """Fine-tunes for num_train_epochs over ``features``; resumes from output_dir.
-    Returns the last logged metrics."""
-    cfg = self.config
-    steps = self.plan(features)
-    num_steps = len(steps)
-    if num_steps < 1:
-      raise ValueError("no training steps: the training set is empty")
-    if self.optimizer is None:
-      self.build_optimizer(dataclasses.replace(
-          self.base_optimizer_config, num_train_steps=num_steps,
-          num_warmup_steps=int(num_steps * cfg.warmup_proportion)))
-    self.task.num_train_steps = num_steps
-    start = self.restore(init_checkpoint)
-    target = num_steps if stop_after_steps is None else min(num_steps, start + stop_after_steps)
-    if start >= target:
-      logging.info("training already done: step %d of %d", start, num_steps)
-      return {}
-    unit = "tokens" if cfg.batch_size_in_tokens else "examples"
-    self.describe(f"fine-tuning {self.task_spec.name} on {len(features)} examples "
-                  f"({cfg.num_train_epochs:.3g} epochs),", start, target,
-                  f"{cfg.train_batch_size} {unit} per step = {self.runtime.num_replicas} "
-                  f"replica(s) x {cfg.gradient_accumulation_steps} accumulation")
-    pad_to = None if cfg.batch_size_in_tokens else cfg.max_seq_length
-    iterator = iter(self._distribute(features, steps, cfg.gradient_accumulation_steps, start,
-                                     pad_to))
-    return self.fit(iterator, start, target)
-
-  # --- inference ---------------------------------------------------------------------------
+  def make_dataset(self, features, steps, replicas, k, start, pad_to):
+    return data.make_dataset(features, steps, replicas, k, start, pad_to)
 
   def logits(self, features: data.Features, batch_size: int) -> np.ndarray:
     """float32 [num_examples, num_labels] in example order (length-sorted batches inside)."""
-    steps = data.plan_steps(features.lengths, self.runtime.num_replicas, seed=None,
-                            **self.config.batching(batch_size))
-    dataset = self._distribute(features, steps, 1, 0)
-    strategy = self.strategy
 
     def replica_forward(batch):
       inputs = {name: batch[name][0] for name in INPUTS}
       return self.model(inputs, training=False)["logits"], batch["example_index"][0]
 
-    if self._forward is None:  # one trace for every set and batch shape
-      self._forward = tf.function(lambda batch: strategy.run(replica_forward, args=(batch,)),
-                                  input_signature=[dataset.element_spec])
-    out = np.zeros((len(features), self.task_spec.num_labels), np.float32)
-    seen = np.zeros(len(features), np.int32)
-    for batch in dataset:
-      logits, index = self._forward(batch)
-      for lg, ix in zip(strategy.experimental_local_results(logits),
-                        strategy.experimental_local_results(index)):
-        ix = ix.numpy()
-        keep = ix >= 0
-        out[ix[keep]] = lg.numpy()[keep]
-        np.add.at(seen, ix[keep], 1)
-    # This worker filled only its own replicas' examples (zeros elsewhere); with several
-    # workers (MultiWorkerMirrored, Horovod) the sum over workers is the whole set.
-    out = self.runtime.sum_over_workers(out)
-    seen = self.runtime.sum_over_workers(seen)
-    if not np.all(seen == 1):
-      raise RuntimeError(f"inference covered {int(np.sum(seen > 0))} of {len(features)} examples "
-                         f"({int(np.sum(seen > 1))} more than once): the batches were not split "
-                         "across workers as planned")
-    return out
+    return self.gather_rows(features, batch_size, replica_forward,
+                            (self.task_spec.num_labels,))
 
   def evaluate(self, eval_sets: dict[str, data.Features], split: str = "dev",
                init_checkpoint: Optional[str] = None) -> dict:

@@ -8,7 +8,6 @@ replicas and K accumulation micro-batches compute the same update.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 from absl import logging
@@ -22,8 +21,8 @@ from bert_tf.data import squad as data
 from bert_tf.distribution import Runtime
 from bert_tf.modeling import BertEncoder
 from bert_tf.modeling.squad import BertSpanLabeler
-from bert_tf.training.classification import INPUTS, ClassificationTask
-from bert_tf.training.engine import Engine
+from bert_tf.training.classification import ClassificationTask
+from bert_tf.training.planned import INPUTS, PlannedTrainer
 from bert_tf.training.reporting import write_eval_results
 
 
@@ -49,7 +48,7 @@ class SquadTask(ClassificationTask):
     return tf.reduce_mean(ce, axis=1)
 
 
-class SquadTrainer(Engine):
+class SquadTrainer(PlannedTrainer):
   """Fine-tunes a span model on SQuAD features and predicts answers.
 
   Args:
@@ -60,86 +59,30 @@ class SquadTrainer(Engine):
     runtime: ``distribution.Runtime``.
   """
 
+  name, unit = "SQuAD", "features"
+
   def __init__(self, bert_config: BertConfig, config: SquadConfig,
                optimizer_config: OptimizerConfig, runtime: Runtime):
-    super().__init__(SquadTask(config), bert_config, config, runtime)
-    self.parts = runtime.num_replicas * config.gradient_accumulation_steps
-    self.base_optimizer_config = optimizer_config
-    self._forward = None
+    super().__init__(SquadTask(config), bert_config, config, optimizer_config, runtime)
 
-  def _distribute(self, features: data.SquadFeatures, steps, k: int, start: int):
-    num_replicas, pad_to = self.runtime.num_replicas, self.config.max_seq_length
+  def make_dataset(self, features, steps, replicas, k, start, pad_to):
+    return data.make_dataset(features, steps, replicas, k, start, pad_to)
 
-    def dataset_fn(context: tf.distribute.InputContext):
-      local = num_replicas // context.num_input_pipelines
-      first = context.input_pipeline_id * local
-      # Padded to max_seq_length as google: the training softmax and the n-best candidates
-      # of prediction run over every position, padding included.
-      ds = data.make_dataset(features, steps, range(first, first + local), k, start, pad_to)
-      return ds.prefetch(tf.data.AUTOTUNE)
-
-    return self.runtime.distribute_dataset(dataset_fn)
-
-  def train(self, features: data.SquadFeatures, init_checkpoint: Optional[str] = None,
-            stop_after_steps: Optional[int] = None) -> dict:
-    """Fine-tunes for num_train_epochs over ``features`` (training features: positions set);
-    resumes from output_dir. Returns the last logged metrics."""
-    cfg = self.config
-    steps = data.plan_steps(features.lengths, self.parts, seed=cfg.seed,
-                            epochs=cfg.num_train_epochs, batch_size=cfg.train_batch_size)
-    num_steps = len(steps)
-    if num_steps < 1:
-      raise ValueError("no training steps: the training set is empty")
-    if self.optimizer is None:
-      self.build_optimizer(dataclasses.replace(
-          self.base_optimizer_config, num_train_steps=num_steps,
-          num_warmup_steps=int(num_steps * cfg.warmup_proportion)))
-    self.task.num_train_steps = num_steps
-    start = self.restore(init_checkpoint)
-    target = num_steps if stop_after_steps is None else min(num_steps, start + stop_after_steps)
-    if start >= target:
-      logging.info("training already done: step %d of %d", start, num_steps)
-      return {}
-    self.describe(f"fine-tuning SQuAD on {len(features)} features ({cfg.num_train_epochs:.3g} "
-                  "epochs),", start, target,
-                  f"{cfg.train_batch_size} features per step = {self.runtime.num_replicas} "
-                  f"replica(s) x {cfg.gradient_accumulation_steps} accumulation")
-    iterator = iter(self._distribute(features, steps, cfg.gradient_accumulation_steps, start))
-    return self.fit(iterator, start, target)
+  def pad_to(self, training: bool) -> int:
+    # Padded to max_seq_length as google: the training softmax and the n-best candidates of
+    # prediction run over every position, padding included.
+    return self.config.max_seq_length
 
   def span_logits(self, features: data.SquadFeatures) -> np.ndarray:
     """float32 [num_features, max_seq_length, 2] start and end logits, in feature order,
     each feature computed exactly once over all replicas and workers (checked)."""
-    steps = data.plan_steps(features.lengths, self.runtime.num_replicas, seed=None,
-                            batch_size=self.config.predict_batch_size)
-    dataset = self._distribute(features, steps, 1, 0)
-    strategy = self.strategy
 
     def replica_forward(batch):
       inputs = {name: batch[name][0] for name in INPUTS}
       return self.model(inputs, training=False)["logits"], batch["feature_index"][0]
 
-    if self._forward is None:
-      self._forward = tf.function(lambda batch: strategy.run(replica_forward, args=(batch,)),
-                                  input_signature=[dataset.element_spec])
-    out = np.zeros((len(features), self.config.max_seq_length, 2), np.float32)
-    seen = np.zeros(len(features), np.int32)
-    for batch in dataset:
-      logits, index = self._forward(batch)
-      for lg, ix in zip(strategy.experimental_local_results(logits),
-                        strategy.experimental_local_results(index)):
-        ix = ix.numpy()
-        keep = ix >= 0
-        out[ix[keep]] = lg.numpy()[keep]
-        np.add.at(seen, ix[keep], 1)
-    # Each worker filled its own replicas' features (zeros elsewhere): the sum is the set.
-    out = self.runtime.sum_over_workers(out)
-    seen = self.runtime.sum_over_workers(seen)
-    if not np.all(seen == 1):
-      raise RuntimeError(f"prediction covered {int(np.sum(seen > 0))} of {len(features)} "
-                         f"features ({int(np.sum(seen > 1))} more than once): the batches were "
-                         "not split across workers as planned")
-    return out
+    return self.gather_rows(features, self.config.predict_batch_size, replica_forward,
+                            (self.config.max_seq_length, 2))
 
   def predict(self, examples: list, features: data.SquadFeatures, *, do_lower_case: bool,
               version_2_with_negative: bool, dataset: Optional[list] = None,

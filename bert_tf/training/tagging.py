@@ -5,8 +5,8 @@ evaluate (entity precision / recall / F1 as conlleval, token accuracy) and predi
 The loss is the cross-entropy of each labelled position (the first sub-token of a word),
 summed and divided by the number of labelled tokens in the whole global step: one device, N
 replicas and K accumulation micro-batches compute the same update. Training batches are the
-classifier's plan (fixed count or token budget), so ``TaggerTrainer`` inherits the
-classifier trainer's ``train`` and brings its own data, loss and inference.
+classifier's plan (fixed count or token budget), through ``PlannedTrainer`` as every
+fine-tuning trainer's.
 """
 from __future__ import annotations
 
@@ -19,17 +19,12 @@ import tensorflow as tf
 
 from bert_tf import checkpoints
 from bert_tf.configs import BertConfig, FinetuneConfig, OptimizerConfig
-from bert_tf.data import classifier as classifier_data
 from bert_tf.data import tagging as data
 from bert_tf.distribution import Runtime
 from bert_tf.modeling import BertEncoder
 from bert_tf.modeling.tagging import BertTagger
-from bert_tf.training.classification import ClassifierTrainer
-from bert_tf.training.engine import Engine
+from bert_tf.training.planned import INPUTS, PlannedTrainer, check_coverage
 from bert_tf.training.reporting import write_eval_results
-
-INPUTS = ("input_ids", "input_mask", "segment_ids")
-
 
 @dataclasses.dataclass(frozen=True)
 class TaggingSpec:
@@ -88,7 +83,7 @@ class TaggingTask:
     return metrics, float(totals[1]), float(totals[3])
 
 
-class TaggerTrainer(ClassifierTrainer):
+class TaggerTrainer(PlannedTrainer):
   """Fine-tunes, evaluates and predicts a tagger on the engine.
 
   Args:
@@ -98,33 +93,19 @@ class TaggerTrainer(ClassifierTrainer):
     runtime: ``distribution.Runtime``.
     spec: ``TaggingSpec`` (task name and label set).
 
-  ``train(features)`` is the classifier trainer's (same plan, schedule and resume);
   ``evaluate`` and ``predict`` take the features and their sentences.
   """
 
+  unit = "windows"
+
   def __init__(self, bert_config: BertConfig, config: FinetuneConfig,
                optimizer_config: OptimizerConfig, runtime: Runtime, spec: TaggingSpec):
-    # pylint: disable=non-parent-init-called,super-init-not-called
-    Engine.__init__(self, TaggingTask(spec, config), bert_config, config, runtime)
+    super().__init__(TaggingTask(spec, config), bert_config, config, optimizer_config, runtime)
     self.task_spec = spec
-    self.parts = runtime.num_replicas * config.gradient_accumulation_steps
-    self.base_optimizer_config = optimizer_config
-    self._forward = None
+    self.name = spec.name
 
-  def _distribute(self, features: data.TaggingFeatures, steps, k: int, start: int,
-                  pad_to=None):
-    num_replicas = self.runtime.num_replicas
-
-    def dataset_fn(context: tf.distribute.InputContext):
-      local = num_replicas // context.num_input_pipelines
-      first = context.input_pipeline_id * local
-      ds = data.make_dataset(features, steps, range(first, first + local), k, start, pad_to)
-      return ds.prefetch(tf.data.AUTOTUNE)
-
-    return self.runtime.distribute_dataset(dataset_fn)
-
-  def logits(self, features, batch_size):
-    raise NotImplementedError("a tagger predicts per word: use predict_words")
+  def make_dataset(self, features, steps, replicas, k, start, pad_to):
+    return data.make_dataset(features, steps, replicas, k, start, pad_to)
 
   # --- inference ---------------------------------------------------------------------------
 
@@ -132,44 +113,31 @@ class TaggerTrainer(ClassifierTrainer):
     """int32 [num_words]: the predicted label id of every word of the set (0, "O", for words
     that tokenise to nothing), gathered from every replica and worker and checked to cover
     every window and every word with a position exactly once."""
-    steps = classifier_data.plan_steps(features.lengths, self.runtime.num_replicas, seed=None,
-                                       **self.config.batching(batch_size))
-    dataset = self._distribute(features, steps, 1, 0)
-    strategy = self.strategy
+    predicted = np.zeros(features.num_words, np.int32)
+    seen = np.zeros(features.num_words, np.int32)
+    windows = np.zeros(len(features), np.int32)
 
     def replica_forward(batch):
       inputs = {name: batch[name][0] for name in INPUTS}
       logits = self.model(inputs, training=False)["logits"]
       return tf.argmax(logits, axis=-1, output_type=tf.int32), batch["example_index"][0]
 
-    if self._forward is None:  # one trace for every set and batch shape
-      self._forward = tf.function(lambda batch: strategy.run(replica_forward, args=(batch,)),
-                                  input_signature=[dataset.element_spec])
-    predicted = np.zeros(features.num_words, np.int32)
-    seen = np.zeros(features.num_words, np.int32)
-    windows = np.zeros(len(features), np.int32)
-    for batch in dataset:
-      tags, index = self._forward(batch)
-      for rows, ix in zip(strategy.experimental_local_results(tags),
-                          strategy.experimental_local_results(index)):
-        rows = rows.numpy()
-        for row, window in zip(rows, ix.numpy()):
-          if window < 0:
-            continue
+    def collect(rows, index):
+      for row, window in zip(rows, index):
+        if window >= 0:
           positions, word_ids = features.positions(window)
           predicted[word_ids] = row[positions]
           np.add.at(seen, word_ids, 1)
           windows[window] += 1
+
+    self.infer(features, batch_size, replica_forward, collect)
     # Each worker filled its own replicas' windows (zeros elsewhere): the sum is the whole set.
     predicted, seen, windows = (self.runtime.sum_over_workers(a)
                                 for a in (predicted, seen, windows))
     expected = np.ones(features.num_words, np.int32)
     expected[features.vanished] = 0
-    if not (np.all(windows == 1) and np.array_equal(seen, expected)):
-      raise RuntimeError(
-          f"inference covered {int(np.sum(windows > 0))} of {len(features)} windows "
-          f"({int(np.sum(windows > 1))} more than once) and {int(np.sum(seen > 0))} of "
-          f"{int(expected.sum())} words: the batches were not split across workers as planned")
+    check_coverage(windows, np.ones(len(features), np.int32), "windows")
+    check_coverage(seen, expected, "words")
     return predicted
 
   def _tags(self, features, sentences: Sequence[data.Sentence], batch_size) -> list[list[str]]:

@@ -120,6 +120,22 @@ def assemble(features: Features, groups: Sequence[np.ndarray], pad_to: Optional[
           "label_weights": weights, "example_index": index}
 
 
+def planned_dataset(assemble_fn, spec: dict, steps: list[list[np.ndarray]],
+                    replicas: Sequence[int], accumulation: int, start_step: int = 0,
+                    pad_to: Optional[int] = None):
+  """tf.data of a step plan for some replicas: per step, one element per replica in
+  ``replicas``, ``assemble_fn(groups, pad_to)`` of that replica's ``accumulation``
+  micro-batches, typed by ``spec``. Every fine-tuning task's batches come through here."""
+  import tensorflow as tf
+
+  def generate():
+    for step in steps[start_step:]:
+      for r in replicas:
+        yield assemble_fn(step[r * accumulation:(r + 1) * accumulation], pad_to)
+
+  return tf.data.Dataset.from_generator(generate, output_signature=spec)
+
+
 def make_dataset(features: Features, steps: list[list[np.ndarray]], replicas: Sequence[int],
                  accumulation: int, start_step: int = 0, pad_to: Optional[int] = None):
   """tf.data of the plan for some replicas: per step, one element per replica in ``replicas``,
@@ -135,11 +151,5 @@ def make_dataset(features: Features, steps: list[list[np.ndarray]], replicas: Se
   spec.update(label_ids=tf.TensorSpec([accumulation, None], label_dtype),
               label_weights=tf.TensorSpec([accumulation, None], tf.float32),
               example_index=tf.TensorSpec([accumulation, None], tf.int64))
-
-  def generate():
-    for step in steps[start_step:]:
-      for r in replicas:
-        yield assemble(features, step[r * accumulation:(r + 1) * accumulation], pad_to)
-
-  return tf.data.Dataset.from_generator(generate, output_signature=spec)
-
+  return planned_dataset(lambda groups, pad: assemble(features, groups, pad), spec, steps,
+                         replicas, accumulation, start_step, pad_to)

@@ -36,9 +36,5 @@ def make_dataset(features: SquadFeatures, steps: list, replicas: Sequence[int],
               label_weights=tf.TensorSpec([accumulation, None], tf.float32),
               feature_index=tf.TensorSpec([accumulation, None], tf.int64))
 
-  def generate():
-    for step in steps[start_step:]:
-      for r in replicas:
-        yield assemble(features, step[r * accumulation:(r + 1) * accumulation], pad_to)
-
-  return tf.data.Dataset.from_generator(generate, output_signature=spec)
+  return classifier.planned_dataset(lambda groups, pad: assemble(features, groups, pad), spec, steps,
+                         replicas, accumulation, start_step, pad_to)

@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bert_tf.data.classifier.batching import round_up
+from bert_tf.data.classifier.batching import planned_dataset, round_up
 from bert_tf.data.tagging.features import TaggingFeatures
 
 INT_INPUTS = ("input_ids", "input_mask", "segment_ids", "label_ids")
@@ -50,9 +50,5 @@ def make_dataset(features: TaggingFeatures, steps: list[list[np.ndarray]],
   spec.update(label_weights=tf.TensorSpec([accumulation, None, None], tf.float32),
               example_index=tf.TensorSpec([accumulation, None], tf.int64))
 
-  def generate():
-    for step in steps[start_step:]:
-      for r in replicas:
-        yield assemble(features, step[r * accumulation:(r + 1) * accumulation], pad_to)
-
-  return tf.data.Dataset.from_generator(generate, output_signature=spec)
+  return planned_dataset(lambda groups, pad: assemble(features, groups, pad), spec, steps,
+                         replicas, accumulation, start_step, pad_to)
