@@ -27,22 +27,6 @@ classifier_flags.define_classifier_flags()
 FLAGS = absl_flags.FLAGS
 
 
-def check_fits(spec: configs.RunSpec, runtime, tokenizer) -> None:
-  """What only the runtime, the model and the vocab can tell."""
-  run, bert = spec.run, spec.bert_config
-  parts = runtime.num_replicas * run.gradient_accumulation_steps
-  if run.batch_size_in_tokens and spec.phases.do_train and \
-      run.train_batch_size // parts < run.max_seq_length:
-    raise app.UsageError(classifier_flags.check_token_budget(
-        "train_batch_size", run.train_batch_size, parts, run.max_seq_length))
-  if run.max_seq_length > bert.max_position_embeddings:
-    raise app.UsageError(f"--max_seq_length={run.max_seq_length} exceeds the model's "
-                         f"max_position_embeddings={bert.max_position_embeddings}")
-  if len(tokenizer.vocab) > bert.vocab_size:
-    raise app.UsageError(f"--vocab_file has {len(tokenizer.vocab)} tokens but the model's "
-                         f"vocab_size is {bert.vocab_size}: wrong vocab or config?")
-
-
 def load_features(data: configs.ClassifierInputConfig, run: configs.FinetuneConfig, task,
                   tokenizer, split: str):
   cache = f"{run.output_dir}/features" if data.cache_features else None
@@ -65,7 +49,7 @@ def main(_):
   runtime = distribution.start(spec.distribution)
   task = classifier_data.make_task(data.task_name, data.xnli_language, data.xnli_eval_languages)
   tokenizer = tokenization.BertTokenizer(data.vocab_file, data.do_lower_case)
-  check_fits(spec, runtime, tokenizer)
+  common_flags.check_fits(spec, len(tokenizer.vocab), runtime.num_replicas)
   if runtime.is_chief:
     logging.info("configuration written to %s",
                  ", ".join(common_flags.record_run(FLAGS, spec, runtime.description)))

@@ -20,7 +20,7 @@ from absl import app
 from absl import flags as absl_flags
 from absl import logging
 
-from bert_tf import configs, distribution, tokenization
+from bert_tf import distribution, tokenization
 from bert_tf.data import squad as squad_data
 from bert_tf.training.squad import SquadTrainer
 from flags import common as common_flags
@@ -28,17 +28,6 @@ from flags import squad as squad_flags
 
 squad_flags.define_squad_flags()
 FLAGS = absl_flags.FLAGS
-
-
-def check_fits(spec: configs.RunSpec, tokenizer) -> None:
-  """What only the model and the vocab can tell."""
-  run, bert = spec.run, spec.bert_config
-  if run.max_seq_length > bert.max_position_embeddings:
-    raise app.UsageError(f"--max_seq_length={run.max_seq_length} exceeds the model's "
-                         f"max_position_embeddings={bert.max_position_embeddings}")
-  if len(tokenizer.vocab) > bert.vocab_size:
-    raise app.UsageError(f"--vocab_file has {len(tokenizer.vocab)} tokens but the model's "
-                         f"vocab_size is {bert.vocab_size}: wrong vocab or config?")
 
 
 def load(data, run, tokenizer, path: str, is_training: bool):
@@ -67,7 +56,7 @@ def main(_):
   data, run, phases = spec.data, spec.run, spec.phases
   runtime = distribution.start(spec.distribution)
   tokenizer = tokenization.BertTokenizer(data.vocab_file, data.do_lower_case)
-  check_fits(spec, tokenizer)
+  common_flags.check_fits(spec, len(tokenizer.vocab), runtime.num_replicas)
   if runtime.is_chief:
     logging.info("configuration written to %s",
                  ", ".join(common_flags.record_run(FLAGS, spec, runtime.description)))

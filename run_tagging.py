@@ -80,12 +80,7 @@ def main(_):
   data, phases, run = spec.data, spec.phases, spec.run
   runtime = distribution.start(spec.distribution)
   tokenizer = tokenization.BertTokenizer(data.vocab_file, data.do_lower_case)
-  if run.max_seq_length > spec.bert_config.max_position_embeddings:
-    raise app.UsageError(f"--max_seq_length={run.max_seq_length} exceeds the model's "
-                         f"max_position_embeddings={spec.bert_config.max_position_embeddings}")
-  if len(tokenizer.vocab) > spec.bert_config.vocab_size:
-    raise app.UsageError(f"--vocab_file has {len(tokenizer.vocab)} tokens but the model's "
-                         f"vocab_size is {spec.bert_config.vocab_size}: wrong vocab or config?")
+  common_flags.check_fits(spec, len(tokenizer.vocab), runtime.num_replicas)
   if runtime.is_chief:
     logging.info("configuration written to %s",
                  ", ".join(common_flags.record_run(FLAGS, spec, runtime.description)))

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras
 from official.modeling.optimization import lamb
 
-from bert_tf.configs import OPTIMIZERS, OptimizerConfig  # noqa: F401  (re-exported)
+from bert_tf.configs import OptimizerConfig  # noqa: F401  (re-exported: optimization.OptimizerConfig)
 
 # google's exclude_from_weight_decay; our variable names contain "layer_norm" and "bias".
 WEIGHT_DECAY_EXCLUDE = ("LayerNorm", "layer_norm", "bias")

@@ -30,12 +30,7 @@ def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
                 "count, unknown label, broken UTF-8) instead of failing at the first one.")
   f.DEFINE_bool("cache_features", True, "Cache tokenised features in --output_dir/features.")
   # The run (FinetuneConfig).
-  f.DEFINE_integer("predict_batch_size", 8, "Predict batch: examples, or tokens.")
-  f.DEFINE_bool("batch_size_in_tokens", False, "Count the batch size flags in tokens (e.g. "
-                "--train_batch_size=72000): examples are bucketed by length and padded per "
-                "batch, not to --max_seq_length.")
-  f.DEFINE_float("num_train_epochs", 3.0, "Epochs (fractions allowed).")
-  f.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warm-up.")
+  common.define_finetuning_flags(flag_values)
   f.DEFINE_float("classifier_dropout", None, "Dropout before the classifier layer (default: "
                  "the config's hidden_dropout_prob, as google).")
 
@@ -43,31 +38,8 @@ def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
 def validate(v) -> None:
   """The one place contradictory or impossible combinations are refused."""
   problems = common.validate_common(v)
-  if not v.task_name:
-    problems.append(f"--task_name (or --task) is required: one of "
-                    f"{list(classifier_data.TASK_NAMES)}")
-  if not (v.do_train or v.do_eval or v.do_predict):
-    problems.append("at least one of --do_train, --do_eval or --do_predict must be given")
-  for name in ("data_dir", "vocab_file"):
-    if not getattr(v, name):
-      problems.append(f"--{name} is required")
-  if v.predict_batch_size < 1:
-    problems.append(f"--predict_batch_size must be >= 1, got {v.predict_batch_size}")
-  if v.num_train_epochs <= 0:
-    problems.append(f"--num_train_epochs must be > 0, got {v.num_train_epochs}")
-  if not 0 <= v.warmup_proportion <= 1:
-    problems.append(f"--warmup_proportion must be in [0, 1], got {v.warmup_proportion}")
-  if v.batch_size_in_tokens:
-    # A micro-batch gets 1/(replicas x accumulation) of the train budget (replicas: main()).
-    # Only the budgets of the phases this run does (--do_train / --do_eval / --do_predict).
-    shares = {"train_batch_size": (v.do_train, max(v.gradient_accumulation_steps, 1)),
-              "eval_batch_size": (v.do_eval, 1), "predict_batch_size": (v.do_predict, 1)}
-    for name, (used, parts) in shares.items():
-      if used and getattr(v, name) // parts < v.max_seq_length:
-        problems.append(check_token_budget(name, getattr(v, name), parts, v.max_seq_length))
-  elif v.gradient_accumulation_steps >= 1 and v.train_batch_size % v.gradient_accumulation_steps:
-    problems.append(f"--train_batch_size ({v.train_batch_size}) must be divisible by "
-                    f"--gradient_accumulation_steps ({v.gradient_accumulation_steps})")
+  problems += common.validate_task_folder(v, classifier_data.TASK_NAMES)
+  problems += common.validate_finetuning(v)
   if v.task_name and v.task_name != "xnli" and (
       common.changed(v, "xnli_language") or common.changed(v, "xnli_eval_languages")):
     problems.append(f"--xnli_language / --xnli_eval_languages apply only to --task_name=xnli, "
@@ -79,12 +51,6 @@ def validate(v) -> None:
     except ValueError as e:
       problems.append(str(e))
   common.raise_if(problems)
-
-
-def check_token_budget(name: str, tokens: int, parts: int, max_seq_length: int) -> str:
-  return (f"--batch_size_in_tokens: --{name}={tokens} tokens split into {parts} micro-batch(es) "
-          f"leaves {tokens // parts} per micro-batch, less than --max_seq_length="
-          f"{max_seq_length}: a longest example would not fit")
 
 
 def to_configs(v) -> configs.RunSpec:

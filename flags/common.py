@@ -95,6 +95,80 @@ def define_common_flags(flag_values=absl_flags.FLAGS) -> None:
                  "long (a dead or frozen peer), dump all stacks and exit non-zero (0: off).")
 
 
+def define_finetuning_flags(flag_values, unit: str = "examples",
+                            token_batches: bool = True) -> None:
+  """The flags of every fine-tuning run (``FinetuneConfig``) beyond the shared ones."""
+  f = _Definer(flag_values)
+  f.DEFINE_integer("predict_batch_size", 8, f"Predict batch: {unit}"
+                   + (", or tokens." if token_batches else "."))
+  if token_batches:
+    f.DEFINE_bool("batch_size_in_tokens", False, f"Count the batch size flags in tokens (e.g. "
+                  f"--train_batch_size=72000): {unit} are bucketed by length and padded per "
+                  "batch, not to --max_seq_length.")
+  f.DEFINE_float("num_train_epochs", 3.0, f"Epochs over the training {unit} (fractions "
+                 "allowed).")
+  f.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warm-up.")
+
+
+def validate_task_folder(v, task_names) -> list[str]:
+  """Problems of a task read from a folder (run_classifier.py, run_tagging.py)."""
+  problems = []
+  if not v.task_name:
+    problems.append(f"--task_name (or --task) is required: one of {list(task_names)}")
+  if not (v.do_train or v.do_eval or v.do_predict):
+    problems.append("at least one of --do_train, --do_eval or --do_predict must be given")
+  for name in ("data_dir", "vocab_file"):
+    if not getattr(v, name):
+      problems.append(f"--{name} is required")
+  return problems
+
+
+def validate_finetuning(v) -> list[str]:
+  """Problems with the fine-tuning flags (``define_finetuning_flags``)."""
+  problems = []
+  if v.predict_batch_size < 1:
+    problems.append(f"--predict_batch_size must be >= 1, got {v.predict_batch_size}")
+  if v.num_train_epochs <= 0:
+    problems.append(f"--num_train_epochs must be > 0, got {v.num_train_epochs}")
+  if not 0 <= v.warmup_proportion <= 1:
+    problems.append(f"--warmup_proportion must be in [0, 1], got {v.warmup_proportion}")
+  if "batch_size_in_tokens" in v and v.batch_size_in_tokens:
+    # A micro-batch gets 1/(replicas x accumulation) of the train budget (replicas: main()).
+    # Only the budgets of the phases this run does (--do_train / --do_eval / --do_predict).
+    shares = {"train_batch_size": (v.do_train, max(v.gradient_accumulation_steps, 1)),
+              "eval_batch_size": (v.do_eval, 1), "predict_batch_size": (v.do_predict, 1)}
+    for name, (used, parts) in shares.items():
+      if used and getattr(v, name) // parts < v.max_seq_length:
+        problems.append(check_token_budget(name, getattr(v, name), parts, v.max_seq_length))
+  elif v.gradient_accumulation_steps >= 1 and v.train_batch_size % v.gradient_accumulation_steps:
+    problems.append(f"--train_batch_size ({v.train_batch_size}) must be divisible by "
+                    f"--gradient_accumulation_steps ({v.gradient_accumulation_steps})")
+  return problems
+
+
+def check_token_budget(name: str, tokens: int, parts: int, max_seq_length: int) -> str:
+  return (f"--batch_size_in_tokens: --{name}={tokens} tokens split into {parts} micro-batch(es) "
+          f"leaves {tokens // parts} per micro-batch, less than --max_seq_length="
+          f"{max_seq_length}: a longest example would not fit")
+
+
+def check_fits(spec: configs.RunSpec, vocab_size: int, num_replicas: int) -> None:
+  """What only the model, the vocab and the runtime can tell (after the flags validate)."""
+  from absl import app
+  run, bert = spec.run, spec.bert_config
+  parts = num_replicas * run.gradient_accumulation_steps
+  if getattr(run, "batch_size_in_tokens", False) and spec.phases.do_train and \
+      run.train_batch_size // parts < run.max_seq_length:
+    raise app.UsageError(check_token_budget("train_batch_size", run.train_batch_size, parts,
+                                            run.max_seq_length))
+  if run.max_seq_length > bert.max_position_embeddings:
+    raise app.UsageError(f"--max_seq_length={run.max_seq_length} exceeds the model's "
+                         f"max_position_embeddings={bert.max_position_embeddings}")
+  if vocab_size > bert.vocab_size:
+    raise app.UsageError(f"--vocab_file has {vocab_size} tokens but the model's "
+                         f"vocab_size is {bert.vocab_size}: wrong vocab or config?")
+
+
 def resolved_dtype(flag_values) -> str:
   return flag_values.dtype or ("fp16" if flag_values.use_fp16 else "fp32")
 

@@ -29,10 +29,7 @@ def define_squad_flags(flag_values=absl_flags.FLAGS) -> None:
   # The run (SquadConfig).
   f.DEFINE_bool("do_predict", False, "Predict --predict_file -> predictions.json, "
                 "nbest_predictions.json (and null_odds.json for 2.0).")
-  f.DEFINE_integer("predict_batch_size", 8, "Global batch of features for predictions.")
-  f.DEFINE_float("num_train_epochs", 3.0, "Epochs over the training features (fractions "
-                 "allowed).")
-  f.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warm-up.")
+  common.define_finetuning_flags(flag_values, unit="features", token_batches=False)
   f.DEFINE_integer("n_best_size", 20, "n-best predictions per question in "
                    "nbest_predictions.json.")
   f.DEFINE_integer("max_answer_length", 30, "Longest answer, in word pieces.")
@@ -58,17 +55,10 @@ def validate(v) -> None:
   if v.max_seq_length <= v.max_query_length + 3:
     problems.append(f"--max_seq_length ({v.max_seq_length}) must be greater than "
                     f"--max_query_length ({v.max_query_length}) + 3")
-  for name in ("doc_stride", "max_query_length", "predict_batch_size", "n_best_size",
-               "max_answer_length"):
+  for name in ("doc_stride", "max_query_length", "n_best_size", "max_answer_length"):
     if getattr(v, name) < 1:
       problems.append(f"--{name} must be >= 1, got {getattr(v, name)}")
-  if v.num_train_epochs <= 0:
-    problems.append(f"--num_train_epochs must be > 0, got {v.num_train_epochs}")
-  if not 0 <= v.warmup_proportion <= 1:
-    problems.append(f"--warmup_proportion must be in [0, 1], got {v.warmup_proportion}")
-  if v.gradient_accumulation_steps >= 1 and v.train_batch_size % v.gradient_accumulation_steps:
-    problems.append(f"--train_batch_size ({v.train_batch_size}) must be divisible by "
-                    f"--gradient_accumulation_steps ({v.gradient_accumulation_steps})")
+  problems += common.validate_finetuning(v)
   if not v.version_2_with_negative and common.changed(v, "null_score_diff_threshold"):
     problems.append("--null_score_diff_threshold applies only to --version_2_with_negative")
   common.raise_if(problems)

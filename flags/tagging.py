@@ -7,7 +7,6 @@ from absl import flags as absl_flags
 from bert_tf import configs
 from bert_tf.configs.tagging import TaggingInputConfig
 from bert_tf.data import tagging as tagging_data
-from flags import classifier as classifier_flags
 from flags import common
 
 
@@ -35,11 +34,7 @@ def define_tagging_flags(flag_values=absl_flags.FLAGS) -> None:
                 "(wrong column count, unknown or non-BIO tag, broken UTF-8) instead of "
                 "failing at the first one.")
   # The run (FinetuneConfig).
-  f.DEFINE_integer("predict_batch_size", 8, "Predict batch: sentences, or tokens.")
-  f.DEFINE_bool("batch_size_in_tokens", False, "Count the batch size flags in tokens: windows "
-                "are bucketed by length and padded per batch, not to --max_seq_length.")
-  f.DEFINE_float("num_train_epochs", 3.0, "Epochs (fractions allowed).")
-  f.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warm-up.")
+  common.define_finetuning_flags(flag_values, unit="sentences")
   f.DEFINE_float("tagger_dropout", None, "Dropout before the tagging layer (default: the "
                  "config's hidden_dropout_prob).")
 
@@ -47,29 +42,8 @@ def define_tagging_flags(flag_values=absl_flags.FLAGS) -> None:
 def validate(v) -> None:
   """The one place contradictory or impossible combinations are refused."""
   problems = common.validate_common(v)
-  if not v.task_name:
-    problems.append(f"--task_name (or --task) is required: one of {list(tagging_data.TASK_NAMES)}")
-  if not (v.do_train or v.do_eval or v.do_predict):
-    problems.append("at least one of --do_train, --do_eval or --do_predict must be given")
-  for name in ("data_dir", "vocab_file"):
-    if not getattr(v, name):
-      problems.append(f"--{name} is required")
-  if v.predict_batch_size < 1:
-    problems.append(f"--predict_batch_size must be >= 1, got {v.predict_batch_size}")
-  if v.num_train_epochs <= 0:
-    problems.append(f"--num_train_epochs must be > 0, got {v.num_train_epochs}")
-  if not 0 <= v.warmup_proportion <= 1:
-    problems.append(f"--warmup_proportion must be in [0, 1], got {v.warmup_proportion}")
-  if v.batch_size_in_tokens:
-    for name, used, parts in (("train_batch_size", v.do_train, v.gradient_accumulation_steps),
-                              ("eval_batch_size", v.do_eval, 1),
-                              ("predict_batch_size", v.do_predict, 1)):
-      if used and getattr(v, name) // max(parts, 1) < v.max_seq_length:
-        problems.append(classifier_flags.check_token_budget(
-            name, getattr(v, name), max(parts, 1), v.max_seq_length))
-  elif v.gradient_accumulation_steps >= 1 and v.train_batch_size % v.gradient_accumulation_steps:
-    problems.append(f"--train_batch_size ({v.train_batch_size}) must be divisible by "
-                    f"--gradient_accumulation_steps ({v.gradient_accumulation_steps})")
+  problems += common.validate_task_folder(v, tagging_data.TASK_NAMES)
+  problems += common.validate_finetuning(v)
   common.raise_if(problems)
 
 
