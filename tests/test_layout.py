@@ -72,3 +72,13 @@ def test_library_reads_no_flags_and_imports_horovod_lazily():
         assert not name.startswith("horovod"), f"{where} imports {name} at module level"
     text = open(path).read()
     assert "absl.flags" not in text and "from absl import flags" not in text, where
+
+
+def test_flags_import_configs_not_trainers():
+  """flags/ sits below the library's trainers: it turns flags into configs and nothing more."""
+  for name in sorted(os.listdir(os.path.join(ROOT, "flags"))):
+    if name.endswith(".py"):
+      text = open(os.path.join(ROOT, "flags", name)).read()
+      for trainer in ("bert_tf.training", "bert_tf import training", "bert_tf.finetuning",
+                      "bert_tf import finetuning", "import distribution"):
+        assert trainer not in text, f"flags/{name} imports {trainer}"
