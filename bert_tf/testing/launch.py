@@ -1,12 +1,12 @@
 """Subprocesses for tests, always with hard time limits: the command-line tools, the workers of
 a MultiWorkerMirrored job (TF_CONFIG on free localhost ports) and horovodrun."""
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
+
+from bert_tf.tools import launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -17,39 +17,22 @@ def run_script(script, args, timeout):
                         capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def free_ports(n):
-  sockets = [socket.socket() for _ in range(n)]
-  for s in sockets:
-    s.bind(("localhost", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
-def tf_config(ports, index):
-  return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                     "task": {"type": "worker", "index": index}})
-
-
 def start_workers(command, num_workers=2, env=None, log_dir=None):
   """Starts ``command`` once per MultiWorkerMirrored worker (TF_CONFIG set per process), its
   output to ``log_dir/worker<i>.log`` (or a pipe). Pair with ``wait_all``."""
-  ports = free_ports(num_workers)
   procs = []
-  for i in range(num_workers):
-    worker_env = {**os.environ, **(env or {}), "TF_CONFIG": tf_config(ports, i)}
+  for i, worker_env in enumerate(launch.multi_worker_envs(num_workers, env)):
     log = open(os.path.join(log_dir, f"worker{i}.log"), "w") if log_dir else subprocess.PIPE
-    procs.append(subprocess.Popen(command, env=worker_env, cwd=ROOT, stdout=log,
-                                  stderr=subprocess.STDOUT, text=True))
+    procs.append(subprocess.Popen(command, env={**os.environ, **worker_env}, cwd=ROOT,
+                                  stdout=log, stderr=subprocess.STDOUT, text=True))
   return procs
 
 
 def horovodrun(args, num_ranks=2):
   """The horovodrun command line (gloo, localhost) that runs ``args`` as ``num_ranks`` ranks."""
-  run = shutil.which("horovodrun", path=os.path.dirname(sys.executable))
-  assert run, "horovod is importable but horovodrun is not next to the interpreter"
-  return [run, "-np", str(num_ranks), "-H", f"localhost:{num_ranks}", "--gloo", *args]
+  assert shutil.which("horovodrun", path=os.path.dirname(sys.executable)), \
+      "horovod is importable but horovodrun is not next to the interpreter"
+  return launch.horovodrun(args, num_ranks)
 
 
 def wait_all(procs, timeout):
