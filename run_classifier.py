@@ -50,9 +50,7 @@ def main(_):
   task = classifier_data.make_task(data.task_name, data.xnli_language, data.xnli_eval_languages)
   tokenizer = tokenization.BertTokenizer(data.vocab_file, data.do_lower_case)
   common_flags.check_fits(spec, len(tokenizer.vocab), runtime.num_replicas)
-  if runtime.is_chief:
-    logging.info("configuration written to %s",
-                 ", ".join(common_flags.record_run(FLAGS, spec, runtime.description)))
+  common_flags.record_run(FLAGS, spec, runtime)
   features = lambda split: load_features(data, spec.run, task, tokenizer, split)  # noqa: E731
   trainer = finetuning.ClassifierTrainer(spec.bert_config, spec.run, spec.optimizer, runtime,
                                          task)

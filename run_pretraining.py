@@ -44,9 +44,7 @@ def main(_):
   pretraining_flags.validate(FLAGS)
   spec = pretraining_flags.to_configs(FLAGS)
   runtime = distribution.start(spec.distribution)
-  if runtime.is_chief:
-    logging.info("configuration written to %s",
-                 ", ".join(common_flags.record_run(FLAGS, spec, runtime.description)))
+  common_flags.record_run(FLAGS, spec, runtime)
   trainer = training.Pretrainer(
       spec.bert_config, spec.run, spec.optimizer, runtime,
       train_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.input_file, is_training=True),

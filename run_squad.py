@@ -57,9 +57,7 @@ def main(_):
   runtime = distribution.start(spec.distribution)
   tokenizer = tokenization.BertTokenizer(data.vocab_file, data.do_lower_case)
   common_flags.check_fits(spec, len(tokenizer.vocab), runtime.num_replicas)
-  if runtime.is_chief:
-    logging.info("configuration written to %s",
-                 ", ".join(common_flags.record_run(FLAGS, spec, runtime.description)))
+  common_flags.record_run(FLAGS, spec, runtime)
   trainer = SquadTrainer(spec.bert_config, run, spec.optimizer, runtime)
   if phases.do_train:
     _, _, features = load(data, run, tokenizer, data.train_file, is_training=True)

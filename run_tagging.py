@@ -81,9 +81,7 @@ def main(_):
   runtime = distribution.start(spec.distribution)
   tokenizer = tokenization.BertTokenizer(data.vocab_file, data.do_lower_case)
   common_flags.check_fits(spec, len(tokenizer.vocab), runtime.num_replicas)
-  if runtime.is_chief:
-    logging.info("configuration written to %s",
-                 ", ".join(common_flags.record_run(FLAGS, spec, runtime.description)))
+  common_flags.record_run(FLAGS, spec, runtime)
   train = read(data, "train") if phases.do_train else None
   labels = label_set(spec, runtime, train)
   logging.info("%d labels: %s", len(labels), " ".join(labels))

@@ -55,21 +55,15 @@ def validate(v) -> None:
 
 def to_configs(v) -> configs.RunSpec:
   """Flags -> the run's frozen configuration, once, in main()."""
-  config = configs.FinetuneConfig(
-      **common.run_fields(v), predict_batch_size=v.predict_batch_size,
-      batch_size_in_tokens=v.batch_size_in_tokens, num_train_epochs=v.num_train_epochs,
-      warmup_proportion=v.warmup_proportion, classifier_dropout=v.classifier_dropout)
-  # google's run_classifier: AdamW, no bias correction; steps filled in from the data.
-  optimizer_config = configs.OptimizerConfig(
-      name="adamw", learning_rate=v.learning_rate, num_train_steps=1, num_warmup_steps=0,
-      weight_decay_rate=v.weight_decay_rate, clip_norm=v.clip_norm)
+  config = configs.FinetuneConfig(**common.finetune_fields(v),
+                                  classifier_dropout=v.classifier_dropout)
   data = configs.ClassifierInputConfig(
       task_name=v.task_name, data_dir=v.data_dir, vocab_file=v.vocab_file,
       do_lower_case=v.do_lower_case, xnli_language=v.xnli_language,
       xnli_eval_languages=v.xnli_eval_languages, eval_split=v.eval_split,
       skip_malformed_rows=v.skip_malformed_rows, cache_features=v.cache_features)
   return configs.RunSpec(
-      bert_config=common.bert_config_from_flags(v), run=config, optimizer=optimizer_config,
+      bert_config=common.bert_config_from_flags(v), run=config, optimizer=common.finetune_optimizer(v),
       distribution=common.distribution_config(v), data=data,
       phases=configs.Phases(do_train=v.do_train, do_eval=v.do_eval, do_predict=v.do_predict),
       init_checkpoint=v.init_checkpoint)

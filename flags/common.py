@@ -110,6 +110,25 @@ def define_finetuning_flags(flag_values, unit: str = "examples",
   f.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warm-up.")
 
 
+def finetune_fields(flag_values) -> dict:
+  """``run_fields`` plus the ``define_finetuning_flags`` fields of a ``FinetuneConfig``."""
+  v = flag_values
+  fields = dict(run_fields(v), predict_batch_size=v.predict_batch_size,
+                num_train_epochs=v.num_train_epochs, warmup_proportion=v.warmup_proportion)
+  if "batch_size_in_tokens" in v:
+    fields["batch_size_in_tokens"] = v.batch_size_in_tokens
+  return fields
+
+
+def finetune_optimizer(flag_values) -> configs.OptimizerConfig:
+  """google's fine-tuning optimizer: AdamW without bias correction; the step counts are
+  filled in from the data's plan."""
+  v = flag_values
+  return configs.OptimizerConfig(
+      name="adamw", learning_rate=v.learning_rate, num_train_steps=1, num_warmup_steps=0,
+      weight_decay_rate=v.weight_decay_rate, clip_norm=v.clip_norm)
+
+
 def validate_task_folder(v, task_names) -> list[str]:
   """Problems of a task read from a folder (run_classifier.py, run_tagging.py)."""
   problems = []
@@ -275,10 +294,16 @@ def flags_file_lines(flag_values) -> list[str]:
   return lines
 
 
-def record_run(flag_values, spec: configs.RunSpec, runtime_description: str) -> list[str]:
-  """Writes ``run_config.json`` (every section, readable) and ``run.flags`` (every flag, for
-  ``--flagfile``) into the output directory; call on the chief. Returns the paths."""
+def record_run(flag_values, spec: configs.RunSpec, runtime) -> list[str]:
+  """On the chief: writes ``run_config.json`` (every section, readable) and ``run.flags``
+  (every flag, for ``--flagfile``) into the output directory and logs where. Returns the
+  paths (none on the other workers)."""
+  if not runtime.is_chief:
+    return []
+  from absl import logging
   output_dir = spec.run.output_dir
-  return [configs.save_resolved_config(output_dir, runtime=runtime_description,
-                                       **spec.sections()),
-          configs.write_flags_file(output_dir, flags_file_lines(flag_values))]
+  paths = [configs.save_resolved_config(output_dir, runtime=runtime.description,
+                                        **spec.sections()),
+           configs.write_flags_file(output_dir, flags_file_lines(flag_values))]
+  logging.info("configuration written to %s", ", ".join(paths))
+  return paths

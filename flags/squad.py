@@ -67,21 +67,16 @@ def validate(v) -> None:
 def to_configs(v) -> configs.RunSpec:
   """Flags -> the run's frozen configuration, once, in main()."""
   config = SquadConfig(
-      **common.run_fields(v), predict_batch_size=v.predict_batch_size,
-      num_train_epochs=v.num_train_epochs, warmup_proportion=v.warmup_proportion,
-      n_best_size=v.n_best_size, max_answer_length=v.max_answer_length,
+      **common.finetune_fields(v), n_best_size=v.n_best_size,
+      max_answer_length=v.max_answer_length,
       null_score_diff_threshold=v.null_score_diff_threshold)
-  # google's run_squad: AdamW, no bias correction; steps filled in from the data.
-  optimizer_config = configs.OptimizerConfig(
-      name="adamw", learning_rate=v.learning_rate, num_train_steps=1, num_warmup_steps=0,
-      weight_decay_rate=v.weight_decay_rate, clip_norm=v.clip_norm)
   data = SquadInputConfig(
       vocab_file=v.vocab_file, train_file=v.train_file, predict_file=v.predict_file,
       do_lower_case=v.do_lower_case, version_2_with_negative=v.version_2_with_negative,
       doc_stride=v.doc_stride, max_query_length=v.max_query_length,
       skip_empty_contexts=v.skip_empty_contexts)
   return configs.RunSpec(
-      bert_config=common.bert_config_from_flags(v), run=config, optimizer=optimizer_config,
+      bert_config=common.bert_config_from_flags(v), run=config, optimizer=common.finetune_optimizer(v),
       distribution=common.distribution_config(v), data=data,
       phases=configs.Phases(do_train=v.do_train, do_predict=v.do_predict),
       init_checkpoint=v.init_checkpoint)

@@ -129,7 +129,8 @@ class Engine:
     """Resumes from the latest checkpoint in output_dir (weights, counters and, once built,
     optimizer slots and loss scale); otherwise, the first time, loads ``init_checkpoint``
     weights through the task. Broadcasts the state (Horovod). Returns the step."""
-    manager = self.checkpoint_manager()
+    # The training manager once the optimizer exists; a weights-only one for eval / predict.
+    manager = self.checkpoints.manager if self.checkpoints else self.checkpoint_manager()
     latest = manager.latest_checkpoint
     if latest:
       status = manager.checkpoint.restore(latest)

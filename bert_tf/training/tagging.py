@@ -23,6 +23,7 @@ from bert_tf.data import tagging as data
 from bert_tf.distribution import Runtime
 from bert_tf.modeling import BertEncoder
 from bert_tf.modeling.tagging import BertTagger
+from bert_tf.training.classification import ClassificationTask
 from bert_tf.training.planned import INPUTS, PlannedTrainer, check_coverage
 from bert_tf.training.reporting import write_eval_results
 
@@ -37,14 +38,15 @@ class TaggingSpec:
     return len(self.labels)
 
 
-class TaggingTask:
-  """Per-token cross-entropy over labelled positions, normalised by the global count."""
+class TaggingTask(ClassificationTask):
+  """Per-token cross-entropy over labelled positions, normalised by the global count (the
+  classification task's normaliser and step metrics, with per-token ``label_weights``)."""
 
   num_metrics = 6  # loss, windows, labelled tokens, real tokens, padded tokens, gradient norm
 
   def __init__(self, spec: TaggingSpec, config: FinetuneConfig):
-    self.spec, self.config = spec, config
-    self.num_train_steps = 1  # set from the plan before training
+    super().__init__(spec, config)
+    self.spec = spec
 
   def build_model(self, bert_config: BertConfig, config: FinetuneConfig) -> BertTagger:
     return BertTagger(BertEncoder(bert_config, recompute=config.recompute, seed=config.seed),
@@ -54,10 +56,6 @@ class TaggingTask:
     """The encoder of a google checkpoint, our pretraining output, an encoder export or one of
     our fine-tuned models (the tagging head starts fresh)."""
     return checkpoints.restore_weights(path, model.encoder)
-
-  def normalisers(self, batch, all_reduce_sum):
-    # The number of labelled tokens in the whole global step.
-    return tf.maximum(all_reduce_sum(tf.reduce_sum(batch["label_weights"])), 1.0)
 
   def micro_batch_loss(self, model, batch, k, label_total, seed):
     features = {name: batch[name][k] for name in INPUTS}
@@ -70,10 +68,6 @@ class TaggingTask:
     padded_tokens = tf.cast(tf.size(mask), tf.float32) * tf.cast(windows > 0, tf.float32)
     return loss, tf.stack([loss, windows, tf.reduce_sum(weights), tf.reduce_sum(mask),
                            padded_tokens])
-
-  def step_metrics(self, sums, normalisers, grad_norm, skipped):
-    del normalisers, skipped
-    return tf.concat([sums, [grad_norm]], axis=0)
 
   def log_values(self, totals, num_steps, step):
     metrics = {"loss": float(totals[0] / num_steps), "grad_norm": float(totals[5] / num_steps),
