@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from bert_tf.tools.machine import machine_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,7 +97,8 @@ def main():
     rows.append(("in process, after start-up: CPU time", len(docs) / c_ref, len(docs) / c_ours,
                  c_ref / c_ours))
   load = os.getloadavg()[0]
-  print(f"\nload average {load:.1f} during the run; {len(docs)} documents, {sum(map(len, docs))} sentences, {len(instances)} instances "
+  print(f"\nmachine: {machine_line()}")
+  print(f"load average {load:.1f} during the run; {len(docs)} documents, {sum(map(len, docs))} sentences, {len(instances)} instances "
         f"(reference) / {stats['instances']} (ours), dupe_factor {args.dupe_factor}, "
         f"{os.cpu_count()} CPU cores, ours with {args.num_workers or os.cpu_count()} workers\n")
   print("| measured | reference docs/s | bert_tf docs/s | ratio |")

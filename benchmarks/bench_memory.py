@@ -36,6 +36,7 @@ import statistics
 
 from bert_tf.tools import max_batch
 from bert_tf.tools.memory_stats import GIB
+from bert_tf.tools.machine import machine_line
 from bert_tf.tools.synthetic import default_predictions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -237,7 +238,7 @@ def main(argv=None):
   args.speed_modes = [m for m in args.speed_modes.split(",") if m]
   budget_label = (f"CPU peak RSS <= {args.memory_limit_gb:g} GiB" if args.memory_limit_gb
                   else "GPU memory")
-  out = []
+  out = ["", f"machine: {machine_line()}"]
   args.points = [p for p in args.points.split(",") if p]
   if args.load:
     found = load_searches(args.load)

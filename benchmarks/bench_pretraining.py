@@ -45,6 +45,7 @@ from absl import logging
 from bert_tf import distribution
 from bert_tf.configs import BertConfig, OptimizerConfig
 from bert_tf.tools import probe, synthetic
+from bert_tf.tools.machine import machine_line
 
 SEQ, PREDICTIONS, VOCAB = 128, 20, 30522
 MODELS = {
@@ -279,6 +280,7 @@ def main(argv=None):
       with open(out) as f:
         results.append(json.load(f))
   print()
+  print(f"machine: {machine_line()}")
   print(f"seq {SEQ}, vocab {VOCAB}, {PREDICTIONS} predictions, dropout {args.dropout}, "
         f"{'XLA' if args.xla else 'no XLA'}; medians over interleaved rounds; "
         f"threads: intra {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 
 from bert_tf.tools import launch
+from bert_tf.tools.machine import machine_line
 
 WORKER = "bert_tf.tools.scaling_worker"
 KINDS = ("one_device", "mirrored", "multi_worker_mirrored", "horovod")
@@ -69,7 +70,8 @@ def main():
       rows.append((kind, replicas, rate, f"{rate / (replicas * base):.0%}"))
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
-  print(f"\nBERT-{args.preset}, seq {args.seq}, per-replica batch {args.batch}, fp32, CPU "
+  print(f"\nmachine: {machine_line()}")
+  print(f"BERT-{args.preset}, seq {args.seq}, per-replica batch {args.batch}, fp32, CPU "
         f"(1 intra-op thread per process; Mirrored: 2 threads)\n")
   print("| configuration | replicas | examples/s | scaling efficiency |\n|---|---|---|---|")
   for kind, replicas, rate, eff in rows:

@@ -23,6 +23,7 @@ import statistics
 
 from bert_tf.tools import max_batch
 from bert_tf.tools.memory_stats import GIB
+from bert_tf.tools.machine import machine_line
 
 
 def run_cell(args, batch, seq, dtype, dist):
@@ -69,7 +70,8 @@ def main(argv=None):
     for mode in args.recompute:
       rows.append((dist, dtype, seq, batch, mode, rates[mode], trial))
   device = next((t.result["device"] for *_, t in rows if t.result), "?")
-  print(f"\nBERT-{args.preset}, {device}; median of {args.repeats} timed calls x {args.steps} "
+  print(f"\nmachine: {machine_line()}")
+  print(f"BERT-{args.preset}, {device}; median of {args.repeats} timed calls x {args.steps} "
         "steps after one warm-up call; spread = min .. max; recompute modes interleaved in "
         "one process per cell\n")
   print("| distribution | dtype | seq | batch | recompute | examples/s (spread) | tokens/s | "

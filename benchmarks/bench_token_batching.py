@@ -18,6 +18,7 @@ import numpy as np
 
 from bert_tf import configs, distribution, finetuning, optimization
 from bert_tf.data import classifier as data
+from bert_tf.tools.machine import machine_line
 
 
 def synthetic_features(n, max_seq_length, vocab_size, seed=0) -> data.Features:
@@ -54,7 +55,8 @@ def main():
   features = synthetic_features(args.examples, args.max_seq_length, bert_config.vocab_size)
   results = {mode: run(mode, features, bert_config, args) for mode in ("fixed", "tokens")}
   base = results["fixed"]["examples_per_sec"]
-  print(f"\nBERT-{args.preset}, max_seq_length {args.max_seq_length}, mean length "
+  print(f"\nmachine: {machine_line()}")
+  print(f"BERT-{args.preset}, max_seq_length {args.max_seq_length}, mean length "
         f"{features.lengths.mean():.1f} tokens, {args.steps} steps (first call excluded), CPU\n")
   print("| batching | examples/s | padding efficiency | ratio to fixed |")
   print("|---|---:|---:|---:|")

@@ -18,6 +18,7 @@ import tensorflow as tf
 from official.nlp.tools import tokenization as reference
 
 from bert_tf import tokenization, vocab as vocab_lib
+from bert_tf.tools.machine import machine_line
 
 MULTILINGUAL = [
     "Ελληνικά: Η γρήγορη καφέ αλεπού πηδά πάνω από τον τεμπέλη σκύλο.",
@@ -84,7 +85,8 @@ def main():
                    t_ref / t_fn))
       rows.append((case, "bert_tf TokenizerLayer in tf.data", n_tokens / t_graph,
                    t_ref / t_graph))
-  print(f"\n{len(lines)} lines, {n_tokens} tokens, batches of {args.batch_lines} lines, "
+  print(f"\nmachine: {machine_line()}")
+  print(f"{len(lines)} lines, {n_tokens} tokens, batches of {args.batch_lines} lines, "
         f"best of {args.repeat}, {os.cpu_count()} CPU cores\n")
   print("| vocab | tokenizer | tokens/s | vs reference |")
   print("|---|---|---:|---:|")

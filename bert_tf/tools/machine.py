@@ -1,0 +1,55 @@
+"""The one-line description of the machine a benchmark ran on, for every table header.
+
+Speed figures on CPUs depend on the vendor, the vector ISA and whether TensorFlow's oneDNN
+kernels are on (TensorFlow enables them by default only on some CPUs), so a ratio without its
+machine is not a result. ``machine_line()`` names: CPU model, the ISA extensions that change
+TensorFlow's CPU kernels, logical cores, oneDNN as TensorFlow actually runs it (not just the
+environment variable) and TensorFlow's thread pools.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+# ISA extensions that select different oneDNN / Eigen kernels (in this order in the line).
+_ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_model_and_flags() -> tuple[str, set[str]]:
+  """(model name, cpu flag set) from /proc/cpuinfo; the platform's processor string elsewhere."""
+  model, flags = "", set()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+          model = value.strip()
+        elif key == "flags" and not flags:
+          flags = set(value.split())
+        if model and flags:
+          break
+  except OSError:
+    pass
+  return model or platform.processor() or "unknown CPU", flags
+
+
+def onednn_state() -> str:
+  """``on`` / ``off`` as TensorFlow runs (imports TensorFlow), with the variable if set."""
+  from tensorflow.python.util import _pywrap_util_port  # the flag TF's own kernels consult
+  state = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+  env = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+  return f"{state} (TF_ENABLE_ONEDNN_OPTS={env})" if env is not None else f"{state} (default)"
+
+
+def machine_line() -> str:
+  """e.g. ``AMD EPYC | avx2 fma avx512f avx512_bf16 | 2 cores | oneDNN on (default) | TF
+  threads intra 0 inter 0 (0 = TensorFlow's choice) | TF 2.20.0``."""
+  import tensorflow as tf
+  model, flags = cpu_model_and_flags()
+  isa = " ".join(f for f in _ISA if f in flags) or "no AVX2"
+  intra = tf.config.threading.get_intra_op_parallelism_threads()
+  inter = tf.config.threading.get_inter_op_parallelism_threads()
+  return (f"{model} | {isa} | {os.cpu_count()} cores | oneDNN {onednn_state()} | "
+          f"TF threads intra {intra} inter {inter} (0 = TensorFlow's choice) | "
+          f"TF {tf.__version__}")
