@@ -210,6 +210,17 @@ def _check_at_least_one(v, names, problems):
       problems.append(f"--{name} must be >= 1, got {getattr(v, name)}")
 
 
+def _check_numbers(v, problems):
+  """Impossible optimizer numbers: NaN passes every comparison, so finiteness comes first."""
+  import math
+  for name, low, strict in (("learning_rate", 0.0, True), ("weight_decay_rate", 0.0, False),
+                            ("clip_norm", 0.0, False), ("stall_timeout_secs", 0.0, False)):
+    value = getattr(v, name)
+    if not math.isfinite(value) or value < low or (strict and value == low):
+      problems.append(f"--{name} must be a finite number {'>' if strict else '>='} {low:g}, "
+                      f"got {value}")
+
+
 def validate_common(flag_values) -> list[str]:
   """Problems with the shared flags, as messages naming the flags (empty if none)."""
   problems = []
@@ -240,6 +251,7 @@ def validate_common(flag_values) -> list[str]:
                           "keep_checkpoint_max"), problems)
   if v.max_seq_length < 2:
     problems.append(f"--max_seq_length must be >= 2, got {v.max_seq_length}")
+  _check_numbers(v, problems)
   if v.cpu_devices < 0:
     problems.append(f"--cpu_devices must be >= 0, got {v.cpu_devices}")
   dtype = resolved_dtype(v)

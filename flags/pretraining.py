@@ -67,7 +67,23 @@ def validate(v) -> None:
                     f"--save_checkpoints_steps ({v.save_checkpoints_steps})")
   if v.dynamic_masking and not v.vocab_file:
     problems.append("--dynamic_masking needs --vocab_file")
+  problems += _model_problems(v)
   common.raise_if(problems)
+
+
+def _model_problems(v) -> list[str]:
+  """What needs the model's config, checked before anything runs (a bad config file is
+  reported here too, naming the file and key)."""
+  if bool(v.bert_config_file) == bool(v.bert_preset) or (v.bert_preset and not v.vocab_size):
+    return []  # already reported by validate_common
+  try:
+    bert = common.bert_config_from_flags(v)
+  except Exception as e:  # pylint: disable=broad-except (missing file: TF's NotFoundError)
+    return [f"--bert_config_file: {e}" if v.bert_config_file else f"--bert_preset: {e}"]
+  if v.max_seq_length > bert.max_position_embeddings:
+    return [f"--max_seq_length={v.max_seq_length} exceeds the model's max_position_embeddings="
+            f"{bert.max_position_embeddings} ({v.bert_config_file or v.bert_preset})"]
+  return []
 
 
 def to_configs(v) -> configs.RunSpec:

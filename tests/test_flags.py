@@ -85,3 +85,43 @@ def test_flags_file_lists_every_flag_and_reads_back_to_the_same_configuration(tm
   # A later flag overrides the file's, as absl reads them in order.
   moved = _parse(f"--flagfile={path}", "--output_dir=/tmp/elsewhere")
   assert pretraining_flags.to_configs(moved).run.output_dir == "/tmp/elsewhere"
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("learning_rate", "-1e-4", "--learning_rate must be a finite number > 0, got -0.0001"),
+    ("learning_rate", "0", "--learning_rate must be a finite number > 0, got 0.0"),
+    ("learning_rate", "nan", "--learning_rate must be a finite number > 0, got nan"),
+    ("weight_decay_rate", "-0.1", "--weight_decay_rate must be a finite number >= 0"),
+    ("clip_norm", "inf", "--clip_norm must be a finite number >= 0, got inf"),
+    ("train_batch_size", "0", "--train_batch_size must be >= 1, got 0"),
+    ("eval_batch_size", "-8", "--eval_batch_size must be >= 1, got -8"),
+    ("num_train_steps", "0", "--num_train_steps must be >= 1, got 0"),
+    ("num_warmup_steps", "200000", "--num_warmup_steps (200000) must be in [0, "),
+    ("max_eval_steps", "0", "--max_eval_steps must be >= 1, got 0"),
+    ("max_seq_length", "1024", "--max_seq_length=1024 exceeds the model's "
+                               "max_position_embeddings=512 (tiny)"),
+])
+def test_impossible_numbers_are_refused_naming_the_flag(flag, value, expected):
+  with pytest.raises(app.UsageError) as e:
+    pretraining_flags.validate(_parse(*REQUIRED, f"--{flag}={value}"))
+  assert expected in str(e.value), str(e.value)
+
+
+def test_model_config_problems_are_refused_before_anything_runs(tmp_path):
+  """run_pretraining.py validates the model's config file with the flags: a dropout outside
+  [0, 1) or a missing file names the file and the key, before any output is written."""
+  import dataclasses
+  import json
+  from bert_tf.testing.tiny import tiny_config
+  path = tmp_path / "bert_config.json"
+  config = dataclasses.asdict(tiny_config(hidden_dropout_prob=0.1))
+  config["hidden_dropout_prob"] = 1.0
+  path.write_text(json.dumps(config))
+  args = [a for a in REQUIRED if not a.startswith(("--bert_preset", "--vocab_size"))]
+  with pytest.raises(app.UsageError) as e:
+    pretraining_flags.validate(_parse(*args, f"--bert_config_file={path}"))
+  assert "bert_config.json" in str(e.value) and "'hidden_dropout_prob' must be in [0, 1), " \
+      "got 1.0" in str(e.value), str(e.value)
+  with pytest.raises(app.UsageError, match="--bert_config_file: .*missing.json"):
+    pretraining_flags.validate(_parse(*args, f"--bert_config_file={tmp_path / 'missing.json'}"))
+  assert not (tmp_path / "out").exists()
