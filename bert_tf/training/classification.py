@@ -93,10 +93,14 @@ class ClassifierTrainer(PlannedTrainer):
 
   def __init__(self, bert_config: BertConfig, config: FinetuneConfig,
                optimizer_config: OptimizerConfig, runtime: Runtime, task: data.Task):
-    super().__init__(ClassificationTask(task, config), bert_config, config, optimizer_config,
+    super().__init__(self.make_task(task, config), bert_config, config, optimizer_config,
                      runtime)
     self.task_spec = task
     self.name = task.name
+
+  def make_task(self, task: data.Task, config: FinetuneConfig) -> ClassificationTask:
+    """The engine's task (a subclass's loss: ``distillation.DistillationTask``)."""
+    return ClassificationTask(task, config)
 
   def make_dataset(self, features, steps, replicas, k, start, pad_to):
     return data.make_dataset(features, steps, replicas, k, start, pad_to)

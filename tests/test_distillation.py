@@ -1,0 +1,142 @@
+"""Knowledge distillation: the loss against NumPy (T^2, alpha, transfer and padding rows),
+alpha = 1 is plain fine-tuning bitwise, a precomputed teacher equals the on-the-fly teacher,
+a teacher with its own vocabulary and casing, 2 replicas x 2 accumulation = one device, and the
+flag checks."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import distribution, tokenization
+from bert_tf.configs import FinetuneConfig, OptimizerConfig
+from bert_tf.configs.distillation import DistillConfig
+from bert_tf.data import classifier as data
+from bert_tf.data.classifier import distill as distill_data
+from bert_tf.testing.files import write_xnli_sample
+from bert_tf.testing.tiny import classifier_config, tiny_config
+from bert_tf.training import distillation
+from bert_tf.training.classification import ClassifierTrainer
+
+SEQ = 48
+
+
+def _run_config(output_dir, **overrides):
+  values = dict(output_dir=str(output_dir), train_batch_size=384, batch_size_in_tokens=True,
+                eval_batch_size=4096, max_seq_length=SEQ, num_train_epochs=1,
+                iterations_per_loop=20, save_checkpoints_steps=1000)
+  values.update(overrides)
+  return FinetuneConfig(**values)
+
+
+def _trainer(output_dir, config, task, distill=None, runtime="one_device", **overrides):
+  run = _run_config(output_dir, **overrides)
+  runtime = distribution.make_runtime(runtime)
+  if distill is None:
+    return ClassifierTrainer(config, run, OptimizerConfig(learning_rate=5e-4), runtime, task)
+  return distillation.DistillationTrainer(config, run, OptimizerConfig(learning_rate=5e-4),
+                                          runtime, task, distill)
+
+
+def _cased_vocab(vocab_file, path):
+  """A second vocabulary: every word also capitalised, in another order (other ids)."""
+  words = open(vocab_file, encoding="utf-8").read().split()
+  specials, rest = words[:5], words[5:]
+  both = sorted({*rest, *(w.capitalize() for w in rest if not w.startswith("##"))},
+                reverse=True)
+  path.write_text("\n".join(specials + both) + "\n", encoding="utf-8")
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  """XNLI-format sample (train en 240), a transfer set, the student's uncased and the
+  teacher's cased vocabularies, and a teacher classifier trained for a few steps."""
+  root = tmp_path_factory.mktemp("distill")
+  paths = write_xnli_sample(root / "data", train=240, evals=30, languages=("en",))
+  transfer = write_xnli_sample(root / "transfer", train=90, evals=3, languages=("en",))
+  task = data.make_task("xnli", "en", "en")
+  student_tok = tokenization.BertTokenizer(paths["vocab_file"], do_lower_case=True)
+  teacher_tok = tokenization.BertTokenizer(
+      _cased_vocab(paths["vocab_file"], root / "teacher_vocab.txt"), do_lower_case=False)
+  examples, labelled = distill_data.read_examples(task, paths["data_dir"], transfer["data_dir"],
+                                                  log=lambda *_: None)
+  features = distill_data.distill_features(examples, labelled, task, student_tok, SEQ,
+                                           teacher_tok)
+  teacher_config = classifier_config(len(teacher_tok.vocab), dropout=0.0)
+  teacher = _trainer(root / "teacher", teacher_config, task)
+  teacher.train(features.teacher, stop_after_steps=4)
+  return dict(task=task, features=features, labelled=labelled, student_tok=student_tok,
+              teacher_tok=teacher_tok, teacher_config=teacher_config,
+              teacher_dir=str(root / "teacher"), examples=examples,
+              student_config=tiny_config(vocab_size=len(student_tok.vocab)))
+
+
+def _only_labelled(features, n):
+  s = features.student
+  student = data.Features(s.ids[:s.offsets[n]], s.offsets[:n + 1], s.first_lengths[:n],
+                          s.labels[:n])
+  return distill_data.DistillFeatures(student, features.labelled[:n], features.fingerprint)
+
+
+def _weights(trainer):
+  return [v.numpy() for v in trainer.model.trainable_variables]
+
+
+def _max_diff(a, b):
+  return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+
+
+def _np_log_softmax(x):
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("regression", [False, True])
+def test_loss_equals_numpy_reference(regression, tmp_path):
+  """Micro-batch of 5 rows: 2 labelled, 2 transfer, 1 padding; alpha 0.3, T 2.5 (T^2 scaling),
+  global normaliser 7 (other micro-batches hold the rest)."""
+  rng = np.random.default_rng(0)
+  num_labels = 1 if regression else 3
+  task = data.make_task("stsb" if regression else "xnli")
+  config = tiny_config()
+  distill = DistillConfig(alpha=0.3, temperature=2.5, teacher_logits_file="precomputed")
+  dtask = distillation.DistillationTask(task, _run_config(tmp_path), distill)
+  model = dtask.build_model(config, _run_config(tmp_path))
+  ids = rng.integers(1, config.vocab_size, (1, 5, 7)).astype(np.int32)
+  teacher = rng.normal(size=(1, 5, num_labels)).astype(np.float32) * 3
+  labels = (rng.normal(size=(1, 5)).astype(np.float32) if regression
+            else rng.integers(0, 3, (1, 5)).astype(np.int32))
+  batch = dict(input_ids=ids, input_mask=np.ones_like(ids), segment_ids=np.zeros_like(ids),
+               label_ids=labels, label_weights=np.array([[1, 1, 1, 1, 0]], np.float32),
+               gold_weights=np.array([[1, 0, 1, 0, 0]], np.float32), teacher_logits=teacher)
+  batch = {k: tf.constant(v) for k, v in batch.items()}
+  total = tf.constant(7.0)
+  loss, sums = dtask.micro_batch_loss(model, batch, 0, (total, batch["teacher_logits"]), None)
+  s = model({k: batch[k][0] for k in ("input_ids", "input_mask", "segment_ids")})["logits"]
+  s, t, y = s.numpy().astype(np.float64), teacher[0].astype(np.float64), labels[0]
+  if regression:
+    gold, soft = (s[:, 0] - y) ** 2, (s[:, 0] - t[:, 0]) ** 2
+  else:
+    gold = -_np_log_softmax(s)[np.arange(5), y]
+    p = np.exp(_np_log_softmax(t / 2.5))
+    soft = 2.5 ** 2 * -(p * _np_log_softmax(s / 2.5)).sum(-1)
+  gold_w, soft_w = np.array([.3, 0, .3, 0, 0]), np.array([.7, 1, .7, 1, 0])
+  expected = ((gold * gold_w).sum() + (soft * soft_w).sum()) / 7
+  assert float(loss) == pytest.approx(expected, rel=1e-5)
+  assert float(sums[4]) == pytest.approx((gold * gold_w).sum() / 7, rel=1e-5)
+  assert float(sums[5]) == pytest.approx((soft * soft_w).sum() / 7, rel=1e-5)
+
+
+@pytest.mark.integration
+def test_alpha_one_is_plain_fine_tuning_bitwise(setup, tmp_path):
+  n = setup["labelled"]
+  features = _only_labelled(setup["features"], n)
+  plain = _trainer(tmp_path / "plain", setup["student_config"], setup["task"])
+  plain.train(features.student, stop_after_steps=3)
+  distilled = _trainer(tmp_path / "alpha1", setup["student_config"], setup["task"],
+                       DistillConfig(alpha=1.0))
+  distilled.train(features, stop_after_steps=3)
+  for a, b in zip(_weights(plain), _weights(distilled)):
+    np.testing.assert_array_equal(a, b)
