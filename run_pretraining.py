@@ -24,7 +24,7 @@ FLAGS = absl_flags.FLAGS
 
 
 def dataset_fn(data: configs.PretrainingInputConfig, run: configs.TrainConfig, patterns: str,
-               is_training: bool):
+               is_training: bool, vocab_size: int = None):
   """(input_context, batch_size) -> batched dataset of google's features."""
   masking = None
   if data.dynamic_masking:
@@ -35,7 +35,7 @@ def dataset_fn(data: configs.PretrainingInputConfig, run: configs.TrainConfig, p
         patterns, batch_size=batch_size, max_seq_length=run.max_seq_length,
         max_predictions_per_seq=run.max_predictions_per_seq, is_training=is_training,
         input_context=context, seed=run.seed, skip_corrupt=data.skip_corrupt_records,
-        dynamic_masking=masking)
+        dynamic_masking=masking, vocab_size=vocab_size)
   return fn
 
 
@@ -47,8 +47,10 @@ def main(_):
   common_flags.record_run(FLAGS, spec, runtime)
   trainer = training.Pretrainer(
       spec.bert_config, spec.run, spec.optimizer, runtime,
-      train_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.input_file, is_training=True),
-      eval_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.eval_files, is_training=False))
+      train_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.input_file, is_training=True,
+                                  vocab_size=spec.bert_config.vocab_size),
+      eval_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.eval_files, is_training=False,
+                                 vocab_size=spec.bert_config.vocab_size))
   if spec.phases.do_train:
     trainer.train(init_checkpoint=spec.init_checkpoint)
   if spec.phases.do_eval:

@@ -69,6 +69,11 @@ def _apply_dynamic_masking(batch, random_seed, masking: DynamicMasking, max_pred
   return batch
 
 
+def _count_skipped_file():
+  from bert_tf.training import reporting  # no TensorFlow import at module level here
+  reporting.count_input("corrupt_files_skipped")
+
+
 def _file_records(path, size, skip_corrupt, corrupt_counter):
   """Records of one file; a corrupt one fails naming the file, or ends the file (counted).
 
@@ -96,6 +101,8 @@ def _file_records(path, size, skip_corrupt, corrupt_counter):
         tf.print("WARNING: skipping the rest of", message)
         if corrupt_counter is not None:
           corrupt_counter.assign_add(1)
+        # Counted in the process too: the training metrics report it (reporting.input_counts).
+        tf.numpy_function(_count_skipped_file, [], [])
         return tf.constant(True)
       tf.cond(damaged, count, lambda: tf.constant(False))
       return record, is_end
@@ -104,7 +111,7 @@ def _file_records(path, size, skip_corrupt, corrupt_counter):
 
   return (marked.scan(tf.constant(0, tf.int64), account)
           .map(check).filter(lambda record, is_end: tf.logical_not(is_end))
-          .map(lambda record, is_end: record))
+          .map(lambda record, is_end: (record, path)))
 
 
 def _shard(files: list, input_context, num_shards, shard_index) -> tuple[list, tuple | None]:
@@ -128,9 +135,32 @@ def _shard(files: list, input_context, num_shards, shard_index) -> tuple[list, t
   return files, record_shard
 
 
-def _batch_parser(max_seq_length: int, max_predictions_per_seq: int, masked: bool):
-  """A function: batch of serialized records (string [B]) -> dict of dense features, int32
-  (masked_lm_weights float32), checking each length against the flag that sets it."""
+def _check_ids(batch: dict, paths, vocab_size: int):
+  """Every token id (input_ids, masked_lm_ids) below ``vocab_size``, or an error naming the
+  file, the id and the config; one max per batch (a GPU's gather would return zeros)."""
+  import tensorflow as tf
+  checks = []
+  for name in ("input_ids", "masked_lm_ids"):
+    if name not in batch:
+      continue
+    ids = batch[name]
+    row_max = tf.reduce_max(tf.concat([ids, tf.zeros_like(ids[:, :1])], axis=1), axis=1)
+    row_min = tf.reduce_min(tf.concat([ids, tf.zeros_like(ids[:, :1])], axis=1), axis=1)
+    bad_rows = (row_max >= vocab_size) | (row_min < 0)
+    first = tf.argmax(tf.cast(bad_rows, tf.int32))
+    worst = tf.where(row_max[first] >= vocab_size, row_max[first], row_min[first])
+    checks.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad_rows)), [
+        tf.strings.format("pretraining records in {} hold " + name + " {}, outside [0, "
+                          f"vocab_size={vocab_size}) of the model config: records made with "
+                          "another vocab, or the wrong bert_config?", (paths[first], worst))]))
+  return checks
+
+
+def _batch_parser(max_seq_length: int, max_predictions_per_seq: int, masked: bool,
+                  vocab_size: int | None = None):
+  """A function: (batch of serialized records (string [B]), their files [B]) -> dict of dense
+  features, int32 (masked_lm_weights float32), checking each length against the flag that
+  sets it and, given ``vocab_size``, every id against it."""
   import tensorflow as tf
   spec = {"input_ids": tf.int64, "input_mask": tf.int64, "segment_ids": tf.int64,
           "next_sentence_labels": tf.int64}
@@ -147,7 +177,7 @@ def _batch_parser(max_seq_length: int, max_predictions_per_seq: int, masked: boo
                           ("masked_lm_ids", ""), ("masked_lm_weights", ""))}
   flag["next_sentence_labels"] = "the expected length"
 
-  def parse(records):
+  def parse(records, paths):
     # Parsed as ragged so a length mismatch can be reported with both numbers; a
     # FixedLenFeature would only say "Can't parse serialized Example".
     parsed = tf.io.parse_example(records, {k: tf.io.RaggedFeature(v) for k, v in spec.items()})
@@ -165,6 +195,9 @@ def _batch_parser(max_seq_length: int, max_predictions_per_seq: int, masked: boo
     with tf.control_dependencies(checks):
       batch = {name: tf.identity(ragged.to_tensor(shape=[None, lengths[name]]))
                for name, ragged in out.items()}
+    if vocab_size is not None:
+      with tf.control_dependencies(_check_ids(batch, paths, vocab_size)):
+        batch = {name: tf.identity(value) for name, value in batch.items()}
     return {k: tf.cast(v, tf.int32) if v.dtype == tf.int64 else v for k, v in batch.items()}
 
   return parse
@@ -175,7 +208,8 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
                              input_context=None, num_shards: int | None = None,
                              shard_index: int | None = None, seed: int | None = None,
                              skip_corrupt: bool = False, dynamic_masking: DynamicMasking | None = None,
-                             corrupt_counter=None, shuffle_buffer: int = 10000,
+                             corrupt_counter=None, vocab_size: int | None = None,
+                             shuffle_buffer: int = 10000,
                              cycle_length: int = 8, drop_remainder: bool | None = None):
   """A tf.data pipeline of pretraining batches from google-format TFRecords.
 
@@ -196,6 +230,8 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
       unreadable rest of the file is skipped, a warning printed and ``corrupt_counter``
       (an int64 tf.Variable, if given) incremented.
     dynamic_masking: a ``DynamicMasking`` to mask on the fly instead of reading masks.
+    vocab_size: the model's; every batch's ids are checked against it (an error names the
+      file and the id).
 
   Returns:
     tf.data.Dataset of dicts: input_ids, input_mask, segment_ids int32 [batch, max_seq_length];
@@ -206,6 +242,10 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
   files, record_shard = _shard(expand_file_patterns(file_patterns), input_context, num_shards,
                                shard_index)
   sizes = [tf.io.gfile.stat(f).length for f in files]
+  if not any(sizes):  # no records at all: training would spin forever, eval average nothing
+    raise ValueError(f"no pretraining records: {len(files)} input file(s) of this worker are "
+                     f"empty (0 bytes): {', '.join(files[:10])}"
+                     + (f" and {len(files) - 10} more" if len(files) > 10 else ""))
 
   ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
   if is_training and record_shard is None:
@@ -225,7 +265,7 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
   ds = ds.batch(batch_size, drop_remainder=is_training if drop_remainder is None else drop_remainder)
 
   masked = dynamic_masking is None
-  ds = ds.map(_batch_parser(max_seq_length, max_predictions_per_seq, masked),
+  ds = ds.map(_batch_parser(max_seq_length, max_predictions_per_seq, masked, vocab_size),
               num_parallel_calls=tf.data.AUTOTUNE)
   if not masked:
     # Seeds from a dataset that draws a new sequence on every pass (and every new iterator),

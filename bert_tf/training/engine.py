@@ -25,7 +25,7 @@ from bert_tf.configs import BertConfig, OptimizerConfig, RunConfig
 from bert_tf.distribution import Runtime
 from bert_tf.fault_tolerance import CheckpointWriter, StallWatchdog, TerminationGuard
 from bert_tf.training import step as step_lib
-from bert_tf.training.reporting import MetricsWriter, Throughput
+from bert_tf.training.reporting import MetricsWriter, Throughput, input_counts
 
 
 class TrainingDivergedError(RuntimeError):
@@ -205,6 +205,7 @@ class Engine:
           metrics, examples, tokens = self.task.log_values(totals, n, step)
           metrics.update(learning_rate=self.learning_rate(), loss_scale=self.loss_scale(),
                          skipped_steps=int(self.skipped_steps.numpy()))
+          metrics.update(input_counts())  # inputs skipped and counted (--skip_* flags)
           metrics.update(throughput.update(n, examples, tokens, elapsed, target - step))
           writer.write(step, metrics)
           self._check_health(metrics)

@@ -103,6 +103,9 @@ def evaluate_pretraining(model, strategy, dataset_fn: Callable, batch_size: int,
   # the whole held-out set, as one device does.
   for features in strategy.distribute_datasets_from_function(replica_dataset):
     totals += eval_step(features).numpy()
+  if totals[5] == 0:  # averages over nothing: no metrics rather than zeros
+    raise ValueError("pretraining evaluation read no examples from its input; no metrics "
+                     "written (empty or fully skipped --eval_input_file?)")
   weight, n = max(totals[1], 1e-5), max(totals[5], 1.0)
   results = {"masked_lm_accuracy": totals[0] / weight, "masked_lm_loss": totals[2] / weight,
              "next_sentence_accuracy": totals[3] / n, "next_sentence_loss": totals[4] / n}

@@ -22,6 +22,20 @@ def _json_value(value):
   return value
 
 
+# Inputs skipped and counted while reading (``--skip_corrupt_records``: files whose damaged
+# rest was skipped), per process; every training metrics record carries them.
+_INPUT_COUNTS: dict[str, int] = {}
+
+
+def count_input(name: str, n: int = 1) -> None:
+  """Adds ``n`` to a reader's skip count (called from the input pipeline, any thread)."""
+  _INPUT_COUNTS[name] = _INPUT_COUNTS.get(name, 0) + n
+
+
+def input_counts() -> dict[str, int]:
+  return dict(_INPUT_COUNTS)
+
+
 class MetricsWriter:
   """One record per log line: console (absl), TensorBoard and ``<name>_metrics.jsonl``."""
 
