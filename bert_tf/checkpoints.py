@@ -211,6 +211,9 @@ def restore_weights(path: str, model) -> str:
   the checkpoint lacks keep their initial values. Returns which kind was found: ``google``,
   ``pretraining``, ``encoder`` or ``squad``.
   """
+  from bert_tf.interop import hf  # lazily: an HF folder or model.safetensors -> "hf"
+  if hf.weights_file(path):
+    return hf.restore_hf_weights(path, model)
   prefix = _checkpoint_prefix(path)
   names = [name for name, _ in tf.train.list_variables(prefix)]
   encoder = model if isinstance(model, BertEncoder) else model.encoder

