@@ -24,7 +24,7 @@ SEQ = 48
 def _run_config(output_dir, **overrides):
   values = dict(output_dir=str(output_dir), train_batch_size=384, batch_size_in_tokens=True,
                 eval_batch_size=4096, max_seq_length=SEQ, num_train_epochs=1,
-                iterations_per_loop=20, save_checkpoints_steps=1000)
+                iterations_per_loop=20, save_checkpoints_steps=1000, warmup_proportion=0.0)
   values.update(overrides)
   return FinetuneConfig(**values)
 
@@ -140,3 +140,82 @@ def test_alpha_one_is_plain_fine_tuning_bitwise(setup, tmp_path):
   distilled.train(features, stop_after_steps=3)
   for a, b in zip(_weights(plain), _weights(distilled)):
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.unit
+def test_teacher_and_student_tokenize_each_example_with_their_own_vocab(setup):
+  """The same text reaches the uncased student and the cased teacher through each tokenizer."""
+  features, example = setup["features"], setup["examples"][0]
+  for tokenizer, part in ((setup["student_tok"], features.student),
+                          (setup["teacher_tok"], features.teacher)):
+    ids = part.ids[part.offsets[0]:part.offsets[1]]
+    tokens = [tokenizer.inv_vocab[int(i)] for i in ids]
+    assert tokens[0] == "[CLS]" and tokens.count("[SEP]") == 2
+    expected = [tokenizer.inv_vocab[i] for i in tokenizer.encode_batch([example.text_a])[0]]
+    assert tokens[1:1 + len(expected)] == expected
+  first_word = example.text_a.split()[0]                 # "The"
+  assert first_word[0].isupper()
+  assert setup["student_tok"].inv_vocab[int(features.student.ids[1])] == first_word.lower()
+  assert setup["teacher_tok"].inv_vocab[int(features.teacher.ids[1])] == first_word
+  assert not np.array_equal(features.student.ids, features.teacher.ids)
+
+
+def _distill(setup, **overrides):
+  values = dict(alpha=0.5, temperature=2.0, teacher_config=setup["teacher_config"],
+                teacher_checkpoint=setup["teacher_dir"], transfer_data_dir="transfer")
+  values.update(overrides)
+  return DistillConfig(**values)
+
+
+@pytest.mark.integration
+def test_precomputed_teacher_logits_equal_the_on_the_fly_teacher(setup, tmp_path):
+  """Teacher with its own (cased) vocabulary; 4 steps with transfer data: same student."""
+  distill = _distill(setup)
+  run = _run_config(tmp_path / "teacher_logits")
+  logits = distillation.compute_teacher_logits(distill, run, distribution.make_runtime(),
+                                               setup["task"], setup["features"])
+  path = str(tmp_path / "teacher_logits.npz")
+  distill_data.write_teacher_logits(path, logits, setup["features"], setup["task"])
+  precomputed = dataclasses.replace(setup["features"], teacher=None, teacher_logits=(
+      distill_data.read_teacher_logits(path, setup["features"], setup["task"])))
+  weights = []
+  for name, features, config in (("file", precomputed, _distill(setup, teacher_logits_file=path)),
+                                 ("fly", setup["features"], distill)):
+    trainer = _trainer(tmp_path / name, setup["student_config"], setup["task"], config)
+    metrics = trainer.train(features, stop_after_steps=4)
+    assert metrics["soft_loss"] > 0 and metrics["gold_loss"] > 0
+    weights.append(_weights(trainer))
+  diff = _max_diff(*weights)
+  assert diff < 1e-5, diff
+  # The file belongs to its examples: another set is refused, naming file and counts.
+  fewer = _only_labelled(setup["features"], setup["labelled"])
+  with pytest.raises(ValueError, match=r"teacher_logits_file=.*330 examples.*has 240"):
+    distill_data.read_teacher_logits(path, fewer, setup["task"])
+
+
+@pytest.mark.integration
+def test_two_replicas_times_two_accumulation_equal_one_device(setup, tmp_path):
+  """On-the-fly teacher, transfer data, 3 steps of 8 examples (the same examples per step
+  whatever the split: count batches), no warm-up so every step moves the weights."""
+  weights = []
+  for name, k in (("one_device", 1), ("mirrored", 2)):
+    trainer = _trainer(tmp_path / name, setup["student_config"], setup["task"],
+                       _distill(setup), runtime=name, gradient_accumulation_steps=k,
+                       batch_size_in_tokens=False, train_batch_size=8)
+    initial = _weights(trainer)
+    trainer.train(setup["features"], stop_after_steps=3)
+    weights.append(_weights(trainer))
+  assert _max_diff(initial, weights[-1]) > 1e-3  # trained
+  diff = _max_diff(*weights)
+  assert diff < 2e-5, diff
+
+
+@pytest.mark.unit
+def test_bad_settings_are_refused_naming_the_flag(setup, tmp_path):
+  with pytest.raises(ValueError, match=r"--distill_alpha=1.5: expected a value in \[0, 1\]"):
+    DistillConfig(alpha=1.5)
+  with pytest.raises(ValueError, match=r"--distill_temperature=0.0: expected a value > 0"):
+    DistillConfig(temperature=0.0)
+  with pytest.raises(ValueError, match="no such file"):
+    distill_data.read_teacher_logits(str(tmp_path / "missing.npz"), setup["features"],
+                                     setup["task"])
