@@ -10,6 +10,18 @@ class MalformedRowError(ValueError):
   """A row of an input file cannot be read; the message starts with ``file:line:``."""
 
 
+class EmptyInputError(ValueError):
+  """A file holds no rows to read (no header, only a header, or every row skipped): no
+  ``--skip_*`` flag can help, so the message suggests none."""
+
+
+def shorten(text: str, limit: int = 120) -> str:
+  """``text`` for an error message: at most ``limit`` characters (a file read as one line
+  must not print itself whole)."""
+  text = repr(text) if not isinstance(text, str) else text
+  return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 @dataclasses.dataclass
 class ReadStats:
   """Rows read and rows skipped (with ``skip_malformed``), per reason."""
@@ -42,7 +54,8 @@ def read_tsv(path: str, stats: Optional[ReadStats] = None, skip_malformed: bool 
   No quote handling: a '"' is text (GLUE and XNLI files contain unbalanced quotes, and csv's
   default quoting merges rows). Bytes that are not UTF-8 are a malformed row: an error naming
   file:line, or skipped and counted in ``stats`` when ``skip_malformed``. A UTF-8 byte-order
-  mark (MRPC's files have one) and a final newline are ignored.
+  mark (MRPC's files have one) and a final newline are ignored. Line ends may be ``\n``,
+  ``\r\n`` or, in a file with no ``\n`` at all (old Mac editors), ``\r``.
   """
   import tensorflow as tf  # gfile: local paths and gs:// alike
   if not tf.io.gfile.exists(path):
@@ -51,7 +64,7 @@ def read_tsv(path: str, stats: Optional[ReadStats] = None, skip_malformed: bool 
     data = f.read()
   if data.startswith(b"\xef\xbb\xbf"):
     data = data[3:]
-  lines = data.split(b"\n")
+  lines = data.split(b"\n" if b"\n" in data or b"\r" not in data else b"\r")
   if lines and lines[-1] == b"":
     lines.pop()
   for number, raw in enumerate(lines, start=1):
@@ -87,6 +100,6 @@ class FileSpec:
       if column is None or isinstance(column, int):
         return column
       if column not in header:
-        raise MalformedRowError(f"{path}:1: header has no column {column!r} (header: {header})")
+        raise MalformedRowError(f"{path}:1: header has no column {column!r} (header: {shorten(str(header))})")
       return header.index(column)
     return index(self.text_a), index(self.text_b), index(self.label)

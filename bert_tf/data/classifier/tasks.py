@@ -11,8 +11,8 @@ import math
 import os
 from typing import Callable, Optional, Sequence
 
-from bert_tf.data.classifier.reading import (Example, FileSpec, MalformedRowError, ReadStats,
-                                             read_tsv)
+from bert_tf.data.classifier.reading import (EmptyInputError, Example, FileSpec,
+                                             MalformedRowError, ReadStats, read_tsv, shorten)
 
 NLI_LABELS = ("contradiction", "entailment", "neutral")  # google's order
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur",
@@ -82,24 +82,26 @@ class Task:
       try:
         result = float(value)
       except ValueError:
-        raise ValueError(f"label {value!r} is not a number") from None
+        raise ValueError(f"label {shorten(repr(value))} is not a number") from None
       if not math.isfinite(result):
-        raise ValueError(f"label {value!r} is not a finite number")
+        raise ValueError(f"label {shorten(repr(value))} is not a finite number")
       return result
     value = self.label_aliases.get(value, value)
     if value not in self.labels:
-      raise ValueError(f"unknown label {value!r} (expected one of {list(self.labels)})")
+      raise ValueError(f"unknown label {shorten(repr(value))} (expected one of "
+                       f"{list(self.labels)})")
     return value
 
   def _read_file(self, data_dir: str, spec: FileSpec, split: str, stats: ReadStats,
                  skip_malformed: bool, row_filter: Optional[Callable] = None) -> list[Example]:
     path = self._path(data_dir, spec.path)
     rows = read_tsv(path, stats, skip_malformed)
+    skipped_before = stats.skipped
     header = None
     if spec.header:
       first = next(rows, None)
       if first is None:
-        raise MalformedRowError(f"{path}:1: empty file (expected a header line)")
+        raise EmptyInputError(f"{path}: empty file (expected a header line)")
       header = first[1]
     a, b, label = spec.columns(header, path)
     width = len(header) if header is not None else spec.num_columns
@@ -121,6 +123,12 @@ class Task:
       group = spec.group(header, fields) if callable(spec.group) else spec.group
       examples.append(Example(f"{split}-{len(examples)}", fields[a],
                               None if b is None else fields[b], value, group))
+    if not examples and row_filter is None:  # nothing to train on, evaluate or predict
+      skipped = stats.skipped - skipped_before
+      raise EmptyInputError(
+          f"{path}: no rows" + (" after the header line" if header is not None else "") +
+          (f" ({skipped} malformed row(s) skipped: {stats.first_skipped[:2]})" if skipped
+           else ""))
     return examples
 
   def _path(self, data_dir: str, relative: str) -> str:
