@@ -7,6 +7,7 @@ from absl import flags as absl_flags
 from bert_tf import configs
 from bert_tf.data import classifier as classifier_data
 from flags import common
+from flags import distillation
 
 
 def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
@@ -33,13 +34,18 @@ def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
   common.define_finetuning_flags(flag_values)
   f.DEFINE_float("classifier_dropout", None, "Dropout before the classifier layer (default: "
                  "the config's hidden_dropout_prob, as google).")
+  distillation.define_distillation_flags(flag_values)
 
 
 def validate(v) -> None:
   """The one place contradictory or impossible combinations are refused."""
   problems = common.validate_common(v)
-  problems += common.validate_task_folder(v, classifier_data.TASK_NAMES)
+  folder = common.validate_task_folder(v, classifier_data.TASK_NAMES)
+  if v.write_teacher_logits:  # writing the teacher's logits is a phase of its own
+    folder = [p for p in folder if not p.startswith("at least one of --do_train")]
+  problems += folder
   problems += common.validate_finetuning(v)
+  problems += distillation.validate(v)
   if v.task_name and v.task_name != "xnli" and (
       common.changed(v, "xnli_language") or common.changed(v, "xnli_eval_languages")):
     problems.append(f"--xnli_language / --xnli_eval_languages apply only to --task_name=xnli, "
