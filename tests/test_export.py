@@ -20,21 +20,21 @@ pytestmark = pytest.mark.unit
 NLI = ["contradiction", "entailment", "neutral"]  # google's XNLI labels, in its order
 
 
-def write_vocab(path):
-  tokens = list(RESERVED_TOKENS) + [f"w{i}" for i in range(VOCAB - len(RESERVED_TOKENS))]
-  path.write_text("".join(t + "\n" for t in tokens))
+def write_vocab(path, tokens=None):
+  tokens = tokens or list(RESERVED_TOKENS) + [f"w{i}" for i in range(VOCAB - len(RESERVED_TOKENS))]
+  path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
   return tokens
 
 
-def our_run_dir(path, kind, dtype="fp32", seed=1):
+def our_run_dir(path, kind, dtype="fp32", seed=1, config=None, tokens=None):
   """A run directory as the engine leaves it: run_config.json and ckpt-N written by a
-  CheckpointManager over tf.train.Checkpoint(model=..., optimizer step...)."""
-  config = tiny_config()
+  CheckpointManager over tf.train.Checkpoint(model=..., step counter)."""
+  config = config or tiny_config()
   with precision.policy_scope(dtype):
     encoder = BertEncoder(config, seed=seed)
     model = BertClassifier(encoder, 3) if kind == "classifier" else BertPretrainer(encoder)
   path.mkdir(parents=True)
-  tokens = write_vocab(path / "vocab.txt")
+  tokens = write_vocab(path / "vocab.txt", tokens)
   data = ClassifierInputConfig(task_name="xnli", data_dir=str(path), vocab_file=str(
       path / "vocab.txt"), do_lower_case=True) if kind == "classifier" else {}
   save_resolved_config(str(path), bert_config=config, data=data)
