@@ -8,6 +8,13 @@ so entry points import ``bert_tf`` before ``tensorflow``. Library code always im
 import os as _os
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# oneDNN kernels on by default, on every x86 CPU (TensorFlow itself enables them only on some,
+# e.g. AVX-512 machines, and leaves them off on AVX2-only EPYCs). Measured on a 2-vCPU AMD EPYC
+# with AVX2 only: BERT-Mini pretraining 17.5 ex/s with oneDNN against 15.0 without, matmul peak
+# 132 against 81-88 GFLOP/s; the determinism and parity tests pass in both states. A value the
+# user set (TF_ENABLE_ONEDNN_OPTS=0 to turn it off) is kept.
+ONEDNN_SET_BY_USER = "TF_ENABLE_ONEDNN_OPTS" in _os.environ
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # TensorFlow's C++ INFO lines drown the training log; warnings and errors still show.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 

@@ -35,15 +35,21 @@ def cpu_model_and_flags() -> tuple[str, set[str]]:
 
 
 def onednn_state() -> str:
-  """``on`` / ``off`` as TensorFlow runs (imports TensorFlow), with the variable if set."""
+  """``on`` / ``off`` as TensorFlow runs (imports TensorFlow), and who chose it: the user's
+  ``TF_ENABLE_ONEDNN_OPTS``, bert_tf's default (on, set when ``bert_tf`` is imported) or
+  TensorFlow's own default for the CPU (only when TensorFlow was imported before bert_tf)."""
   from tensorflow.python.util import _pywrap_util_port  # the flag TF's own kernels consult
+  import bert_tf
   state = "on" if _pywrap_util_port.IsMklEnabled() else "off"
   env = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-  return f"{state} (TF_ENABLE_ONEDNN_OPTS={env})" if env is not None else f"{state} (default)"
+  if env is None:
+    return f"{state} (TensorFlow's default for this CPU)"
+  return f"{state} (TF_ENABLE_ONEDNN_OPTS={env})" if bert_tf.ONEDNN_SET_BY_USER else (
+      f"{state} (bert_tf's default)")
 
 
 def machine_line() -> str:
-  """e.g. ``AMD EPYC | avx2 fma avx512f avx512_bf16 | 2 cores | oneDNN on (default) | TF
+  """e.g. ``AMD EPYC | avx2 fma avx512f avx512_bf16 | 2 cores | oneDNN on (bert_tf's default) | TF
   threads intra 0 inter 0 (0 = TensorFlow's choice) | TF 2.20.0``."""
   import tensorflow as tf
   model, flags = cpu_model_and_flags()
