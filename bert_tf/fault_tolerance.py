@@ -98,6 +98,9 @@ class CheckpointWriter:
   def __init__(self, runtime, manager: tf.train.CheckpointManager, output_dir: str):
     self.runtime, self.manager, self.output_dir = runtime, manager, output_dir
     self.last_saved_step = None
+    if runtime.is_chief:  # a kill during a save leaves ckpt-N_temp/: nothing else removes it
+      from bert_tf.checkpoint_checks import remove_stale_temp_dirs
+      remove_stale_temp_dirs(output_dir)
 
   def save(self, step: int) -> Optional[str]:
     self.last_saved_step = step

@@ -309,11 +309,20 @@ def flags_file_lines(flag_values) -> list[str]:
 def record_run(flag_values, spec: configs.RunSpec, runtime) -> list[str]:
   """On the chief: writes ``run_config.json`` (every section, readable) and ``run.flags``
   (every flag, for ``--flagfile``) into the output directory and logs where. Returns the
-  paths (none on the other workers)."""
+  paths (none on the other workers).
+
+  First, on every worker: an output directory holding checkpoints of a model of other shapes
+  is refused (both configurations shown) before anything is written there."""
+  from absl import app
+  from bert_tf import checkpoint_checks
+  output_dir = spec.run.output_dir
+  try:
+    checkpoint_checks.refuse_other_model(output_dir, spec.bert_config)
+  except checkpoint_checks.CheckpointMismatchError as e:
+    raise app.UsageError(str(e)) from None
   if not runtime.is_chief:
     return []
   from absl import logging
-  output_dir = spec.run.output_dir
   paths = [configs.save_resolved_config(output_dir, runtime=runtime.description,
                                         **spec.sections()),
            configs.write_flags_file(output_dir, flags_file_lines(flag_values))]

@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import optimization, precision
+from bert_tf import checkpoint_checks, optimization, precision
+from bert_tf.checkpoints import CheckpointMismatchError
 from bert_tf.configs import BertConfig, OptimizerConfig, RunConfig
 from bert_tf.distribution import Runtime
 from bert_tf.fault_tolerance import CheckpointWriter, StallWatchdog, TerminationGuard
@@ -131,13 +132,24 @@ class Engine:
     weights through the task. Broadcasts the state (Horovod). Returns the step."""
     # The training manager once the optimizer exists; a weights-only one for eval / predict.
     manager = self.checkpoints.manager if self.checkpoints else self.checkpoint_manager()
-    latest = manager.latest_checkpoint
-    if latest:
-      status = manager.checkpoint.restore(latest)
-      if self.optimizer is not None:
-        status.assert_existing_objects_matched()
-      else:  # evaluation or prediction only: the optimizer's slots are not wanted
+
+    def restore_one(prefix):
+      # Both ways (every model weight of the file used, shapes named with both configs).
+      status = checkpoint_checks.read_all_used(manager.checkpoint, prefix, self.model,
+                                               within=("model/",), restore=True)
+      if self.optimizer is None:  # evaluation or prediction only: no optimizer slots wanted
         status.expect_partial()
+        return
+      try:
+        status.assert_existing_objects_matched()
+      except AssertionError as e:
+        raise CheckpointMismatchError(f"{prefix}: does not hold all of this run's state: "
+                                      f"{str(e)[:2000]}") from None
+
+    # The newest checkpoint that reads correctly (damaged ones named); never from scratch
+    # over checkpoints that exist.
+    latest = checkpoint_checks.restore_newest_readable(manager, restore_one)
+    if latest:
       logging.info("restored %s (step %d)", latest, self.current_step())
     elif init_checkpoint and not self._restored:
       kind = self.task.init_from(init_checkpoint, self.model)
