@@ -65,3 +65,29 @@ def test_flags_to_config_with_the_students_tokenizer_by_default(tmp_path):
   assert (config.alpha, config.temperature, config.teacher_config.hidden_size) == (0.0, 3.0, 8)
   assert config.teacher_vocab_file == str(tmp_path / "vocab.txt")
   assert config.teacher_do_lower_case is False and config.on_the_fly
+
+
+def test_the_distillation_recipe_parses_and_validates(tmp_path):
+  """recipes/distillation: step 1 with run_pretraining's flags, steps 2 and 3 with
+  run_classifier's, each with the command its header shows (paths made up)."""
+  import os
+  from bert_tf.testing.launch import ROOT
+  from flags import pretraining as pretraining_flags
+  folder = os.path.join(ROOT, "recipes", "distillation")
+  assert sorted(os.listdir(folder)) == ["1_pretrain_student.flags", "2_distil.flags",
+                                       "3_finetune_gold.flags"]
+  values = absl_flags.FlagValues()
+  pretraining_flags.define_pretraining_flags(values)
+  values(["run_pretraining.py", f"--flagfile={folder}/1_pretrain_student.flags",
+          "--bert_preset=L-4_H-256_A-4", "--vocab_size=30522", "--input_file=x.tfrecord",
+          f"--output_dir={tmp_path}"])
+  pretraining_flags.validate(values)
+  teacher = [f"--teacher_bert_config_file={tmp_path / 'teacher.json'}",
+             f"--teacher_init_checkpoint={tmp_path}", f"--transfer_data_dir={tmp_path}"]
+  v = _parse(tmp_path, f"--flagfile={folder}/2_distil.flags", *teacher)
+  classifier_flags.validate(v)
+  config = distillation_flags.to_config(v)
+  assert (config.alpha, config.temperature) == (0.0, 1.0) and config.on_the_fly
+  v = _parse(tmp_path, f"--flagfile={folder}/3_finetune_gold.flags")
+  classifier_flags.validate(v)
+  assert distillation_flags.to_config(v) is None
