@@ -195,7 +195,7 @@ def test_precomputed_teacher_logits_equal_the_on_the_fly_teacher(setup, tmp_path
 
 @pytest.mark.integration
 def test_two_replicas_times_two_accumulation_equal_one_device(setup, tmp_path):
-  """On-the-fly teacher, transfer data, 3 steps of 8 examples (the same examples per step
+  """On-the-fly teacher, transfer data, 2 steps of 8 examples (the same examples per step
   whatever the split: count batches), no warm-up so every step moves the weights."""
   weights = []
   for name, k in (("one_device", 1), ("mirrored", 2)):
@@ -203,7 +203,7 @@ def test_two_replicas_times_two_accumulation_equal_one_device(setup, tmp_path):
                        _distill(setup), runtime=name, gradient_accumulation_steps=k,
                        batch_size_in_tokens=False, train_batch_size=8)
     initial = _weights(trainer)
-    trainer.train(setup["features"], stop_after_steps=3)
+    trainer.train(setup["features"], stop_after_steps=2)
     weights.append(_weights(trainer))
   assert _max_diff(initial, weights[-1]) > 1e-3  # trained
   diff = _max_diff(*weights)
@@ -219,3 +219,15 @@ def test_bad_settings_are_refused_naming_the_flag(setup, tmp_path):
   with pytest.raises(ValueError, match="no such file"):
     distill_data.read_teacher_logits(str(tmp_path / "missing.npz"), setup["features"],
                                      setup["task"])
+
+
+@pytest.mark.integration
+def test_fp16_and_recompute_run_the_teacher_under_the_students_policy(setup, tmp_path):
+  trainer = _trainer(tmp_path, setup["student_config"], setup["task"], _distill(setup),
+                     dtype="fp16", recompute="full")
+  metrics = trainer.train(setup["features"], stop_after_steps=2)
+  teacher = trainer.task.teacher
+  assert teacher.encoder.compute_dtype == "float16" and not teacher.trainable_variables
+  assert all(v.dtype == tf.float32 for v in teacher.variables)
+  assert np.isfinite(metrics["soft_loss"]) and metrics["soft_loss"] > 0
+  assert trainer.loss_scale() > 1
