@@ -79,8 +79,13 @@ def reduce_and_apply(runtime, optimizer, loss_scaling: bool, clip_norm: float, g
   # alive through the forward and backward passes, 3x the parameters' size on top of the
   # activations (BERT-Base: 1.2 GiB).
   with tf.control_dependencies([grad_norm]):
-    optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
+    apply_update(optimizer, grads, variables)
   return sums, grad_norm, finite
+
+
+def apply_update(optimizer, grads, variables):
+  """The one place gradients are applied (pipeline stages call it under their own device)."""
+  return optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
 
 
 def make_replica_step(task, model, optimizer, runtime, state: TrainState, *, seed: int,

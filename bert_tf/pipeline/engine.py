@@ -1,0 +1,158 @@
+"""The pipeline step: a static schedule unrolled into one ``tf.function``, every stage's
+forward, backward and update under that stage's device.
+
+Why by hand: TensorFlow has no pipeline-parallel runtime, and its defaults put the work of a
+model spread over devices back on device 0 (a single tape computes the whole backward pass on
+the default device; an optimizer applied outside a device scope does its update math there; see
+../shared/PIPELINE.md §2.2). So each micro-batch gets one tape per stage, chained with
+``output_gradients``, and each stage one optimizer built and applied under its device. Each
+stage's ops carry a control dependency on the stage's previous op, so stages follow their
+schedule (1f1b's in-flight bound) instead of whatever order the executor picks.
+
+Numerics equal the engine's non-pipelined step with K = m accumulation micro-batches: the same
+task losses divided by the same global normalisers, the same dropout seeds, gradients summed in
+micro-batch order, global-norm clipping over all stages, the same optimizer per variable.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from bert_tf.pipeline import schedule as schedule_lib
+from bert_tf.training import step as step_lib
+
+
+def _identity_sum(values):
+  return values   # one pipeline = one data-parallel replica: nothing to all-reduce
+
+
+class PipelineStep:
+  """``run(batches) -> summed step metrics`` for ``len(batches)`` optimizer steps.
+
+  Args:
+    task: the engine's task (normalisers, micro_batch_loss, step_metrics).
+    staged: ``stages.StagedModel`` of the trained model (variables W, "M").
+    stash: ``stages.StagedModel`` of a second copy (2bw's stash "S"), else None.
+    optimizers: one optimizer per stage, built under the stage's device.
+    devices: device string per stage.
+    state: ``step.TrainState``.
+    kind: schedule name; num_microbatches: m; seed: the run's dropout seed; clip_norm: global.
+  """
+
+  def __init__(self, task, staged, stash, optimizers, devices, state, *, kind: str,
+               num_microbatches: int, seed: int, clip_norm: float):
+    self.task, self.staged, self.stash = task, staged, stash
+    self.optimizers, self.devices, self.state = optimizers, devices, state
+    self.kind, self.m, self.seed, self.clip_norm = kind, num_microbatches, seed, clip_norm
+    self.p = staged.num_stages
+
+  # Plain Python over a static schedule: autograph has nothing to convert, only time to spend.
+  @tf.autograph.experimental.do_not_convert
+  def run(self, batches):
+    """``batches``: list of T dicts of [m, micro_batch, ...] tensors, one per step."""
+    T, p = len(batches), self.p
+    order = schedule_lib.program_order(schedule_lib.make_schedule(self.kind, p, self.m, T))
+    step0 = self.state.global_step.read_value()
+    with tf.device(self.devices[-1]):   # labels and losses live on the last stage
+      normalisers = [self.task.normalisers(b, _identity_sum) for b in batches]
+    self._batches, self._normalisers, self._step0 = batches, normalisers, step0
+    self._saved, self._acts, self._dys = {}, {}, {}
+    self._acc = [dict() for _ in range(T)]     # per batch: variable ref -> summed gradient
+    self._sums = [None] * T
+    self._grad_norm, self._updates, self._metrics = {}, [0] * T, []
+    last = [[] for _ in range(p)]
+    for s, op in order:
+      with tf.device(self.devices[s]), tf.control_dependencies(last[s]):
+        if op.kind == "F":
+          out = self._forward(s, op)
+        elif op.kind == "B":
+          out = self._backward(s, op)
+        else:
+          out = self._update(s, op)
+      last[s] = tf.nest.flatten(out)
+    with tf.control_dependencies([t for ts in last for t in ts]):
+      return tf.add_n(self._metrics)
+
+  def _features(self, t, i):
+    return {name: value[i] for name, value in self._batches[t].items()}
+
+  def _seed(self, t, i):
+    return step_lib.dropout_seed(self.seed, self._step0 + t, self.m, i, tf.constant(0))
+
+  def _forward(self, s, op):
+    t, i = op.key
+    staged = self.stash if (op.buffer == "S" and self.stash is not None) else self.staged
+    x = self._acts.pop((s - 1, t, i)) if s > 0 else None
+    with tf.GradientTape() as tape:
+      if x is not None:
+        tape.watch(x)
+      if s < self.p - 1:
+        y = staged.forward(s, x, self._features(t, i), self._seed(t, i))
+        self._acts[(s, t, i)] = y
+      else:
+        # The task's own loss, its model replaced by the heads stage fed with x.
+        def heads(features, training, dropout_seed):
+          return staged.forward(s, x, features, dropout_seed, training)
+        y, sums = self.task.micro_batch_loss(heads, self._batches[t], i, self._normalisers[t],
+                                             self._seed(t, i))
+        self._sums[t] = sums if self._sums[t] is None else self._sums[t] + sums
+    self._saved[(s, t, i)] = (tape, x, y, staged)
+    return y
+
+  def _backward(self, s, op):
+    t, i = op.key
+    tape, x, y, staged = self._saved.pop((s, t, i))
+    dy = self._dys.pop((s + 1, t, i)) if s < self.p - 1 else None
+    sources = ([x] if x is not None else []) + staged.read_variables[s]
+    grads = tape.gradient(y, sources, output_gradients=dy)
+    if x is not None:
+      self._dys[(s, t, i)], grads = grads[0], grads[1:]
+    acc, outputs = self._acc[t], [g for g in grads if g is not None]
+    # Gradients of the stash (2bw) belong to the same position in the trained model.
+    for v, g in zip(self.staged.read_variables[s], grads):
+      if g is None:   # not reached by the loss (e.g. the pooler under some heads)
+        continue
+      owner = self.staged.stage_of[v.ref()]
+      with tf.device(self.devices[owner]):
+        # Embedding gathers give IndexedSlices; the sums want dense tensors.
+        g = tf.convert_to_tensor(g)
+        acc[v.ref()] = g if v.ref() not in acc else acc[v.ref()] + g
+    if x is not None:
+      outputs.append(self._dys[(s, t, i)])
+    return outputs
+
+  def _global_norm(self, t):
+    """sqrt(sum over all stages of |g|^2), each stage's part computed on its device."""
+    if t not in self._grad_norm:
+      parts = []
+      for s in range(self.p):
+        grads = [self._acc[t][v.ref()] for v in self.staged.variables[s]
+                 if v.ref() in self._acc[t]]
+        with tf.device(self.devices[s]):
+          parts.append(tf.add_n([tf.nn.l2_loss(g) for g in grads]) if grads else 0.0)
+      self._grad_norm[t] = tf.sqrt(tf.add_n(parts) * 2.0)
+    return self._grad_norm[t]
+
+  def _update(self, s, op):
+    t = op.batch
+    norm = self._global_norm(t)
+    pairs = [(self._acc[t][v.ref()], v) for v in self.staged.variables[s]
+             if v.ref() in self._acc[t]]
+    grads = [g for g, _ in pairs]
+    if self.clip_norm > 0 and grads:
+      grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
+    outputs = [norm]
+    if self.stash is not None:   # 2bw: S <- M, then M <- M - update(grad at the older W)
+      outputs += [w.assign(v) for w, v in zip(self.stash.variables[s], self.staged.variables[s])]
+    if pairs:
+      with tf.control_dependencies(outputs):
+        update = step_lib.apply_update(self.optimizers[s], grads, [v for _, v in pairs])
+      outputs += [] if update is None else [update]
+    self._updates[t] += 1
+    if self._updates[t] == self.p:   # the batch's last stage update: count the step
+      with tf.device(self.devices[-1]):
+        finite = tf.math.is_finite(norm) & tf.math.is_finite(self._sums[t][0])
+      skipped = self.state.record(finite)
+      self._metrics.append(self.task.step_metrics(self._sums[t], self._normalisers[t], norm,
+                                                  skipped))
+      outputs.append(self._metrics[-1])
+    return outputs

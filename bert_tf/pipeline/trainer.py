@@ -1,0 +1,154 @@
+"""Pipeline-parallel pretraining: the engine's ``Pretrainer`` with its step replaced by the
+pipeline step, one optimizer per stage and the stages' variables on their devices.
+
+Everything else is the engine's: the task's losses and metrics, the outer loop (logging,
+checkpoints every N steps, SIGTERM, eval), resume. Checkpoints hold the model under the same
+names as a non-pipelined run (``model/...``), so ``--init_checkpoint`` of run_classifier.py and
+of single-device pretraining loads them as they are; the per-stage optimizers (and 2bw's weight
+stash) are saved beside it for an exact resume.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from bert_tf import distribution, optimization
+from bert_tf.configs import BertConfig, OptimizerConfig, TrainConfig
+from bert_tf.distribution import Runtime
+from bert_tf.fault_tolerance import CheckpointWriter, TerminationGuard
+from bert_tf.pipeline import conf as conf_lib
+from bert_tf.pipeline import stages as stages_lib
+from bert_tf.pipeline.engine import PipelineStep
+from bert_tf.training.pretraining import Pretrainer
+
+
+def local_devices(conf: conf_lib.PipelineConf) -> list:
+  """Rank r -> this process's r-th device of the accelerator kind present (GPU, else CPU)."""
+  kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+  available = tf.config.list_logical_devices(kind)
+  needed = max(r for ranks in conf.stage_to_rank_map.values() for r in ranks) + 1
+  if needed > len(available):
+    raise conf_lib.PipelineConfigError(
+        f"{conf.source}: ranks up to {needed - 1} need {needed} {kind} devices; this process "
+        f"has {len(available)} (on a CPU, --cpu_devices={needed})")
+  return [d.name for d in available]
+
+
+def pipeline_runtime(conf: conf_lib.PipelineConf, schedule: str) -> Runtime:
+  """One process, one replica, no tf.distribute strategy (the default one): the stages choose
+  their devices themselves, and a strategy scope would claim every variable for its device."""
+  return dataclasses.replace(
+      distribution.make_runtime("one_device"), strategy=tf.distribute.get_strategy(),
+      description=f"pipeline of {conf.num_stages} stages ({schedule})")
+
+
+class PipelinePretrainer(Pretrainer):
+  """``Pretrainer`` over a pipeline layout.
+
+  Args (beyond ``Pretrainer``'s):
+    conf: a checked ``PipelineConf``; one replica per stage.
+    schedule: gpipe, 1f1b or 2bw; m is ``config.gradient_accumulation_steps``.
+    devices: rank -> device string (default: this process's devices).
+    steps_per_call: 2bw: batches unrolled in one graph without a flush between them (the loop's
+      step counts must be multiples of it); flush schedules: 1.
+  """
+
+  def __init__(self, bert_config: BertConfig, config: TrainConfig,
+               optimizer_config: OptimizerConfig, runtime: Runtime, train_dataset_fn=None,
+               eval_dataset_fn=None, *, conf: conf_lib.PipelineConf, schedule: str,
+               devices: Optional[list] = None, steps_per_call: int = 1):
+    conf_lib.check_for_run(conf, schedule, config.gradient_accumulation_steps,
+                           bert_config.num_hidden_layers)
+    if conf.replicas != 1:
+      raise conf_lib.PipelineConfigError(
+          f"{conf.source}: stages with {conf.replicas} ranks each: replicated stages are not "
+          "implemented yet; give each stage one rank")
+    if config.dtype == "fp16":
+      raise conf_lib.PipelineConfigError(
+          "--dtype=fp16 is not supported in pipeline mode yet (one loss scale across stages); "
+          "use fp32 or bf16")
+    if runtime.num_replicas != 1 or runtime.strategy is not tf.distribute.get_strategy():
+      raise conf_lib.PipelineConfigError(
+          "pipeline mode takes the runtime of pipeline_runtime(): the stages are the devices, "
+          "under no tf.distribute strategy")
+    self.steps_per_call = steps_per_call if schedule == "2bw" else 1
+    for name in ("iterations_per_loop", "save_checkpoints_steps", "num_train_steps"):
+      if getattr(config, name) % self.steps_per_call:
+        raise conf_lib.PipelineConfigError(
+            f"--{name}={getattr(config, name)} must be a multiple of the 2bw steps per call "
+            f"({self.steps_per_call})")
+    devices = devices or local_devices(conf)
+    self.conf, self.schedule = conf, schedule
+    self.layouts = conf.stage_layouts(bert_config.num_hidden_layers)
+    self.stage_devices = [devices[conf.ranks(s)[0]] for s in range(conf.num_stages)]
+    with stages_lib.placement(self.layouts, self.stage_devices):
+      super().__init__(bert_config, config, optimizer_config, runtime, train_dataset_fn,
+                       eval_dataset_fn)
+
+  def build_optimizer(self, optimizer_config: OptimizerConfig) -> None:
+    """One optimizer per stage, built under its device (its step counter and update math stay
+    there), plus 2bw's stash copy; then the engine's checkpoint writer."""
+    if self.optimizer is not None:
+      raise RuntimeError("the optimizer is built once per trainer; make a new trainer")
+    self.optimizer_config = optimizer_config
+    self.staged = stages_lib.StagedModel(self.model, self.layouts)
+    self.stash = None
+    if self.schedule == "2bw":
+      copy = self.task.build_model(self.bert_config, self.config)
+      self.stash = stages_lib.StagedModel(copy, self.layouts)
+    self.stage_optimizers = []
+    for device in self.stage_devices:
+      with tf.device(device):
+        self.stage_optimizers.append(optimization.create_optimizer(optimizer_config))
+    self.optimizer = self.stage_optimizers[0]   # learning rate and step for the log lines
+    self.checkpoints = CheckpointWriter(self.runtime, self.checkpoint_manager(),
+                                        self.config.output_dir)
+    self.termination = TerminationGuard(self.checkpoints, self.current_step)
+    self._loop = self._pipeline_loop()
+
+  def checkpoint_manager(self) -> tf.train.CheckpointManager:
+    objects = dict(model=self.model, **self.state.checkpoint_objects())
+    for s, opt in enumerate(getattr(self, "stage_optimizers", [])):
+      objects["optimizer" if s == 0 else f"optimizer_stage_{s}"] = opt
+    if getattr(self, "stash", None) is not None:
+      objects["pipeline_stash"] = self.stash.model
+    return tf.train.CheckpointManager(
+        tf.train.Checkpoint(**objects), self.config.output_dir,
+        max_to_keep=self.config.keep_checkpoint_max, checkpoint_name="ckpt",
+        step_counter=self.global_step)
+
+  def restore(self, init_checkpoint: Optional[str] = None) -> int:
+    resumed = self.checkpoints.manager.latest_checkpoint is not None
+    step = super().restore(init_checkpoint)
+    if self.stash is not None and not resumed:   # W(-1) = W(0)
+      for w, v in zip(self.stash.model.trainable_variables, self.model.trainable_variables):
+        w.assign(v)
+    if self.runtime.is_chief:
+      tf.io.gfile.makedirs(self.config.output_dir)
+      with tf.io.gfile.GFile(os.path.join(self.config.output_dir, "pipeline_conf.json"),
+                             "w") as f:
+        json.dump({**self.conf.to_json(), "schedule": self.schedule,
+                   "num_microbatches": self.config.gradient_accumulation_steps}, f, indent=1)
+    return step
+
+  def _pipeline_loop(self):
+    """The engine's compiled loop with the pipeline step: ``(iterator, num_steps) -> summed
+    metrics``. Set as the engine's cached loop, so ``Engine.fit`` runs it unchanged."""
+    cfg = self.config
+    step = PipelineStep(self.task, self.staged, self.stash, self.stage_optimizers,
+                        self.stage_devices, self.state, kind=self.schedule,
+                        num_microbatches=cfg.gradient_accumulation_steps, seed=cfg.seed,
+                        clip_norm=self.optimizer_config.clip_norm)
+    per_call = self.steps_per_call
+
+    def loop(iterator, num_steps):
+      totals = tf.zeros([self.task.num_metrics])
+      for _ in tf.range(num_steps // per_call):
+        totals += step.run([next(iterator) for _ in range(per_call)])
+      return totals
+
+    return tf.function(loop)
