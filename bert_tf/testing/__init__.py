@@ -8,6 +8,7 @@
   model_garden.py       Model Garden's encoder given our weights (the independent reference)
   launch.py             subprocesses with hard timeouts: scripts, MWMS workers, horovodrun
   train_worker.py       python -m bert_tf.testing.train_worker SPEC (a multi-process run)
+  kill_harness.py       python -m bert_tf.testing.kill_harness (forks launches to SIGKILL)
   horovod_allreduce.py  python -m bert_tf.testing.horovod_allreduce (under horovodrun)
 
 Never imported by library code. Nothing here imports pytest: assertions are plain ``assert``.
