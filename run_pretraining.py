@@ -17,6 +17,7 @@ from absl import logging
 from bert_tf import configs, distribution, tokenization, training
 from bert_tf.data import pretraining_input
 from flags import common as common_flags
+from flags import pipeline as pipeline_flags
 from flags import pretraining as pretraining_flags
 
 pretraining_flags.define_pretraining_flags()
@@ -45,12 +46,17 @@ def main(_):
   spec = pretraining_flags.to_configs(FLAGS)
   runtime = distribution.start(spec.distribution)
   common_flags.record_run(FLAGS, spec, runtime)
-  trainer = training.Pretrainer(
-      spec.bert_config, spec.run, spec.optimizer, runtime,
+  datasets = dict(
       train_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.input_file, is_training=True,
                                   vocab_size=spec.bert_config.vocab_size),
       eval_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.eval_files, is_training=False,
                                  vocab_size=spec.bert_config.vocab_size))
+  pipeline = pipeline_flags.to_spec(FLAGS, spec.bert_config.num_hidden_layers)
+  if pipeline is None:
+    trainer = training.Pretrainer(spec.bert_config, spec.run, spec.optimizer, runtime, **datasets)
+  else:
+    from bert_tf.pipeline import trainer as pipeline_trainer  # pipeline mode only
+    trainer = pipeline_trainer.from_spec(pipeline, spec, runtime, **datasets)
   if spec.phases.do_train:
     trainer.train(init_checkpoint=spec.init_checkpoint)
   if spec.phases.do_eval:

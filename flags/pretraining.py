@@ -6,6 +6,7 @@ from absl import flags as absl_flags
 
 from bert_tf import configs
 from flags import common
+from flags import pipeline as pipeline_flags
 
 
 def define_pretraining_flags(flag_values=absl_flags.FLAGS) -> None:
@@ -39,6 +40,7 @@ def define_pretraining_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_float("poly_power", 1.0, "Power of the polynomial decay (NVIDIA's LAMB recipe: 0.5).")
   f.DEFINE_enum("bias_correction", "auto", ["auto", "true", "false"], "Adam bias correction; "
                 "auto = off for adamw (google), on for lamb. gluon-nlp's LAMB recipe: false.")
+  pipeline_flags.define_pipeline_flags(flag_values)
 
 
 def validate(v) -> None:
@@ -68,6 +70,7 @@ def validate(v) -> None:
   if v.dynamic_masking and not v.vocab_file:
     problems.append("--dynamic_masking needs --vocab_file")
   problems += _model_problems(v)
+  problems += pipeline_flags.problems(v)
   common.raise_if(problems)
 
 

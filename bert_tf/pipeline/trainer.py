@@ -38,11 +38,12 @@ def local_devices(conf: conf_lib.PipelineConf) -> list:
   return [d.name for d in available]
 
 
-def pipeline_runtime(conf: conf_lib.PipelineConf, schedule: str) -> Runtime:
+def pipeline_runtime(conf: conf_lib.PipelineConf, schedule: str,
+                     base: Optional[Runtime] = None) -> Runtime:
   """One process, one replica, no tf.distribute strategy (the default one): the stages choose
   their devices themselves, and a strategy scope would claim every variable for its device."""
   return dataclasses.replace(
-      distribution.make_runtime("one_device"), strategy=tf.distribute.get_strategy(),
+      base or distribution.make_runtime("one_device"), strategy=tf.distribute.get_strategy(),
       description=f"pipeline of {conf.num_stages} stages ({schedule})")
 
 
@@ -152,3 +153,14 @@ class PipelinePretrainer(Pretrainer):
       return totals
 
     return tf.function(loop)
+
+
+def from_spec(pipeline, spec, runtime: Runtime, **datasets) -> PipelinePretrainer:
+  """run_pretraining.py's pipeline trainer: ``pipeline`` from ``flags.pipeline.to_spec``,
+  ``spec`` the run's ``RunSpec``; m replaces the accumulation steps."""
+  run = dataclasses.replace(spec.run, gradient_accumulation_steps=pipeline.num_microbatches)
+  return PipelinePretrainer(
+      spec.bert_config, run, spec.optimizer, pipeline_runtime(pipeline.conf, pipeline.schedule,
+                                                              runtime),
+      conf=pipeline.conf, schedule=pipeline.schedule, steps_per_call=pipeline.steps_per_call,
+      **datasets)

@@ -1,0 +1,95 @@
+"""Pipeline-parallel pretraining flags (PipeDream's conf.json and schedules), defined for
+run_pretraining.py by ``flags.pretraining``.
+
+In pipeline mode the stages are this process's devices (GPUs, or logical CPU devices with
+--cpu_devices), so --distribution stays one_device; m, the micro-batches of one step, is
+--num_microbatches (the engine's --gradient_accumulation_steps: give one, or both equal).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from absl import flags as absl_flags
+
+from bert_tf.pipeline import conf as conf_lib
+from flags import common
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSpec:
+  conf: conf_lib.PipelineConf
+  schedule: str
+  num_microbatches: int
+  steps_per_call: int
+
+
+def define_pipeline_flags(flag_values=absl_flags.FLAGS) -> None:
+  f = common._Definer(flag_values)  # pylint: disable=protected-access
+  f.DEFINE_string("pipeline_config", None, "PipeDream conf.json: module_to_stage_map and "
+                  "stage_to_rank_map (README 'Pipeline parallelism'). Turns pipeline mode on.")
+  f.DEFINE_integer("pipeline_stages", 0, "Pipeline mode without a conf.json: this many stages, "
+                   "one device each, the encoder layers split evenly (the layout used is "
+                   "written to <output_dir>/pipeline_conf.json, to edit and pass back).")
+  f.DEFINE_enum("pipeline_schedule", "1f1b", list(conf_lib.SCHEDULES),
+                "gpipe: all forwards, then all backwards; 1f1b: PipeDream-Flush; 2bw: "
+                "PipeDream-2BW, double-buffered weights, W(t+1) = W(t) - lr grad f(W(t-1)).")
+  f.DEFINE_integer("num_microbatches", 0, "m, micro-batches per optimizer step in pipeline "
+                   "mode (0: --gradient_accumulation_steps).")
+  f.DEFINE_integer("pipeline_steps_per_call", 2, "2bw: optimizer steps unrolled in one graph "
+                   "with no flush between them; --iterations_per_loop, "
+                   "--save_checkpoints_steps and --num_train_steps must be multiples of it.")
+
+
+def _enabled(v) -> bool:
+  return bool(v.pipeline_config) or v.pipeline_stages > 0
+
+
+def microbatches(v) -> int:
+  return v.num_microbatches or v.gradient_accumulation_steps
+
+
+def problems(v) -> list[str]:
+  """Contradictions, and a bad conf.json (naming the file and entry), before anything runs."""
+  if not _enabled(v):
+    changed = [n for n in ("num_microbatches", "pipeline_schedule", "pipeline_steps_per_call")
+               if common.changed(v, n)]
+    return [f"--{n} applies to pipeline mode (--pipeline_config or --pipeline_stages)"
+            for n in changed]
+  found = []
+  if v.pipeline_config and v.pipeline_stages:
+    found.append("give one of --pipeline_config and --pipeline_stages")
+  if common.resolved_distribution(v) != "one_device":
+    found.append(f"pipeline mode places stages on this process's devices: --distribution="
+                 f"{common.resolved_distribution(v)} cannot be combined with it")
+  if (v.num_microbatches and common.changed(v, "gradient_accumulation_steps")
+      and v.num_microbatches != v.gradient_accumulation_steps):
+    found.append(f"--num_microbatches={v.num_microbatches} contradicts "
+                 f"--gradient_accumulation_steps={v.gradient_accumulation_steps} (the same m "
+                 "in pipeline mode; give one)")
+  if v.pipeline_steps_per_call < 1:
+    found.append(f"--pipeline_steps_per_call must be >= 1, got {v.pipeline_steps_per_call}")
+  if found:
+    return found
+  try:
+    num_layers = common.bert_config_from_flags(v).num_hidden_layers
+  except Exception:  # pylint: disable=broad-except (a bad model config is reported elsewhere)
+    return found
+  try:
+    spec = to_spec(v, num_layers)
+    conf_lib.check_for_run(spec.conf, spec.schedule, spec.num_microbatches, num_layers)
+  except conf_lib.PipelineConfigError as e:
+    found.append(str(e))
+  return found
+
+
+def to_spec(v, num_layers: int) -> Optional[PipelineSpec]:
+  """Flags -> the pipeline's layout and schedule (for a BERT of ``num_layers`` layers), or
+  None outside pipeline mode."""
+  if not _enabled(v):
+    return None
+  if v.pipeline_config:
+    conf = conf_lib.load_conf(v.pipeline_config)
+  else:
+    conf = conf_lib.uniform_conf(v.pipeline_stages, num_layers)
+  return PipelineSpec(conf, v.pipeline_schedule, microbatches(v), v.pipeline_steps_per_call)
