@@ -47,7 +47,7 @@ def main(argv):
                           FLAGS.max_seq_length)
   except (FileExistsError, FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e)) from None
-  logging.info("exported a %s model (%s) to %s", source.kind, FLAGS.format, ", ".join(paths))
+  logging.info("exported the %s model (%s) to %s", source.kind, FLAGS.format, ", ".join(paths))
   print(f"exported {source.kind} as {FLAGS.format}: {FLAGS.output_dir}")
 
 

@@ -82,11 +82,16 @@ def test_ours_to_google_to_ours_and_to_hf_to_ours_bitwise(tmp_path, kind):
     assert from_hf.do_lower_case is True
 
 
-def test_fp16_trained_classifier_exports_float32(tmp_path):
-  model, _ = our_run_dir(tmp_path / "run", "classifier", dtype="fp16")
+def test_fp16_trained_classifier_loads_float32_without_dropout(tmp_path):
+  config = tiny_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+  model, _ = our_run_dir(tmp_path / "run", "classifier", dtype="fp16", config=config)
   source = export.load_source(str(tmp_path / "run"))
   assert source.model.encoder.blocks[0].compute_dtype == "float32"
   assert_same_weights(source.model, model)
+  assert source.config == config  # what an export writes
+  inference = source.model.encoder.bert_config
+  assert (inference.hidden_dropout_prob, inference.attention_probs_dropout_prob) == (0, 0)
+  assert source.model.classifier.dropout_rate == 0 and source.model.encoder.recompute == "none"
 
 
 def _random_hf_folder(path, architecture, heads):

@@ -42,15 +42,17 @@ class Source:
 
 
 def build(kind: str, config: BertConfig, num_labels: int = 2):
-  """A float32, recompute-free model of ``kind`` (whatever policy the weights trained in)."""
+  """A float32 model of ``kind`` without dropout or recompute (whatever policy and dropout the
+  weights trained with): inference only. ``config`` stays the one to export."""
+  inference = config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
   with precision.policy_scope("fp32"):
-    encoder = BertEncoder(config, recompute="none")
+    encoder = BertEncoder(inference, recompute="none")
     if kind == "encoder":
       return encoder
     if kind == "pretraining":
       return BertPretrainer(encoder)
     if kind == "classifier":
-      return BertClassifier(encoder, num_labels)
+      return BertClassifier(encoder, num_labels, dropout_rate=0.0)
     if kind == "squad":
       return BertSpanLabeler(encoder)
   raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")
@@ -149,9 +151,10 @@ def load_source(checkpoint: str, bert_config_file: str | None = None,
     else:  # an encoder export: tf.train.Checkpoint(encoder=...)
       if not bert_config_file:
         raise ValueError(f"{checkpoint}: an encoder export; pass its bert_config_file")
-      model = build("encoder", BertConfig.from_json_file(bert_config_file))
+      config = BertConfig.from_json_file(bert_config_file)
+      model = build("encoder", config)
       _read_all(prefix, tf.train.Checkpoint(encoder=model))
-      source = Source(model, model.bert_config, None, None, None)
+      source = Source(model, config, None, None, None)
   if vocab_file:
     source.vocab = _read_vocab(vocab_file)
   if do_lower_case is not None:

@@ -16,6 +16,8 @@ dropout) and without recompute.
 """
 from __future__ import annotations
 
+import types
+
 import tensorflow as tf
 
 from bert_tf import tokenization
@@ -33,7 +35,11 @@ class ServingModule(tf.Module):
     if max_seq_length > source.config.max_position_embeddings:
       raise ValueError(f"max_seq_length {max_seq_length} exceeds the model's "
                        f"max_position_embeddings ({source.config.max_position_embeddings})")
-    self.model = source.model
+    # The Keras model is held untracked (a SimpleNamespace is not trackable) and its weights
+    # tracked as a plain list: tf.saved_model.save then writes only these signatures, not
+    # tf_keras' per-layer call traces (which took most of the export time).
+    self._held = types.SimpleNamespace(model=source.model)
+    self.weights = list(source.model.weights)
     self.is_classifier = isinstance(source.model, BertClassifier)
     self.max_seq_length = max_seq_length
     self.tokenizer = tokenization.TokenizerLayer(vocab_file, source.do_lower_case,
@@ -44,8 +50,9 @@ class ServingModule(tf.Module):
       self.label_names = tf.constant(source.label_names)
 
   def outputs(self, ids, mask, segments):
-    model = self.model if self.is_classifier else (
-        self.model if isinstance(self.model, BertEncoder) else self.model.encoder)
+    model = self._held.model
+    if not self.is_classifier and not isinstance(model, BertEncoder):
+      model = model.encoder
     out = model({"input_ids": ids, "input_mask": mask, "segment_ids": segments}, training=False)
     if not self.is_classifier:
       return {"pooled_output": tf.cast(out["pooled_output"], tf.float32),
