@@ -3,6 +3,7 @@ vocab, damaged files skipped and counted in the metrics, eval over nothing. Real
 a real Pretrainer, and one run_pretraining.py subprocess (hard timeout)."""
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -106,3 +107,20 @@ def test_eval_only_over_an_empty_file_fails_and_writes_no_metrics(tmp_path):
       result.stderr[-3000:]
   assert not os.path.exists(out / "eval_results.txt")
   assert not os.path.exists(out / "eval_metrics.jsonl")
+
+
+@pytest.mark.unit
+def test_truncated_or_random_bytes_tfrecords_name_the_file_and_byte_counts(tmp_path):
+  """What already held and must keep holding: a damaged file is named with the bytes read."""
+  data = open(_records(tmp_path / "whole.tfrecord"), "rb").read()
+  (tmp_path / "truncated.tfrecord").write_bytes(data[:len(data) * 2 // 3])
+  (tmp_path / "noise.tfrecord").write_bytes(np.random.default_rng(0).bytes(5000))
+  for name, size in (("truncated", len(data) * 2 // 3), ("noise", 5000)):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"corrupt TFRecord file \S*{name}.tfrecord\W*: only \d+ of its "
+                       rf"{size} bytes could be read"):
+      _all(pretraining_input.make_pretraining_dataset(str(tmp_path / f"{name}.tfrecord"), 4,
+                                                      SEQ, PREDS, False))
+  with pytest.raises(FileNotFoundError, match=r"no files match input pattern \S*nothing-\*"):
+    pretraining_input.make_pretraining_dataset(str(tmp_path / "nothing-*"), 4, SEQ, PREDS,
+                                               False)

@@ -125,3 +125,20 @@ def test_model_config_problems_are_refused_before_anything_runs(tmp_path):
   with pytest.raises(app.UsageError, match="--bert_config_file: .*missing.json"):
     pretraining_flags.validate(_parse(*args, f"--bert_config_file={tmp_path / 'missing.json'}"))
   assert not (tmp_path / "out").exists()
+
+
+def test_classifier_vocab_larger_than_the_model_is_refused():
+  """The classifier's ids come from --vocab_file's tokenizer: a vocab bigger than the model's
+  vocab_size would give ids past the embedding table, so it is refused up front."""
+  from flags import classifier as classifier_flags
+  from flags import common
+  values = absl_flags.FlagValues()
+  classifier_flags.define_classifier_flags(values)
+  values(["run_classifier.py", "--bert_preset=tiny", "--vocab_size=100", "--task_name=mrpc",
+          "--data_dir=/tmp/d", "--vocab_file=/tmp/v.txt", "--output_dir=/tmp/o", "--do_train"])
+  classifier_flags.validate(values)
+  spec = classifier_flags.to_configs(values)
+  common.check_fits(spec, 100, 1)
+  with pytest.raises(app.UsageError, match="--vocab_file has 150 tokens but the model's "
+                     "vocab_size is 100"):
+    common.check_fits(spec, 150, 1)
