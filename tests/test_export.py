@@ -113,6 +113,8 @@ def _random_hf_folder(path, architecture, heads):
       shapes[f"encoder.layer.{i}.{part}.weight"] = [h]
       shapes[f"encoder.layer.{i}.{part}.bias"] = [h]
   prefix = "" if architecture == "BertModel" else "bert."
+  if architecture == "BertForQuestionAnswering":  # transformers builds it without a pooler
+    shapes = {k: s for k, s in shapes.items() if not k.startswith("pooler.")}
   tensors = {prefix + k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
   tensors.update({k: rng.standard_normal(s).astype(np.float32) for k, s in heads.items()})
   path.mkdir()
@@ -136,12 +138,14 @@ def _random_hf_folder(path, architecture, heads):
                             "cls.predictions.transform.LayerNorm.bias": [32],
                             "cls.predictions.bias": [VOCAB], "cls.seq_relationship.weight": [2, 32],
                             "cls.seq_relationship.bias": [2]}),
-    ("BertForSequenceClassification", {"classifier.weight": [2, 32], "classifier.bias": [2]})])
+    ("BertForSequenceClassification", {"classifier.weight": [2, 32], "classifier.bias": [2]}),
+    ("BertForQuestionAnswering", {"qa_outputs.weight": [2, 32], "qa_outputs.bias": [2]})])
 def test_hf_to_ours_to_hf_bitwise(tmp_path, architecture, heads):
   tensors, config = _random_hf_folder(tmp_path / "in", architecture, heads)
   source = export.load_source(str(tmp_path / "in"))
   assert source.kind == {"BertModel": "encoder", "BertForPreTraining": "pretraining",
-                         "BertForSequenceClassification": "classifier"}[architecture]
+                         "BertForSequenceClassification": "classifier",
+                         "BertForQuestionAnswering": "squad"}[architecture]
   export.export(source, "hf", str(tmp_path / "out"))
   out = load_file(str(tmp_path / "out" / "model.safetensors"))
   assert sorted(out) == sorted(tensors)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from bert_tf import checkpoints
+from bert_tf import checkpoints, features
 from bert_tf.configs import BertConfig
 from bert_tf.interop import hf
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
@@ -110,6 +110,15 @@ def test_restore_weights_takes_an_hf_folder_or_its_safetensors_file(tmp_path):
   np.testing.assert_array_equal(classifier.classifier.output_weights.numpy(), head)
   np.testing.assert_array_equal(classifier.encoder.pooler.kernel.numpy(),
                                 source.encoder.pooler.kernel.numpy())
+
+
+def test_extract_features_encoder_takes_an_hf_folder(tmp_path):
+  config = tiny_config()
+  source = BertClassifier(BertEncoder(config, seed=1), 2)
+  folder = _hf_folder(source, config, tmp_path / "hf")  # classifier.* is ignored
+  encoder = features.load_encoder(BertConfig.from_json_file(folder), str(folder))
+  for a, b in zip(source.encoder.weights, encoder.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_bare_bertmodel_file_loads_with_old_gamma_beta_names(tmp_path):

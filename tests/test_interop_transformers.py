@@ -21,7 +21,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is not i
 pytestmark = pytest.mark.unit
 
 ARCH = {"encoder": "BertModel", "pretraining": "BertForPreTraining",
-        "classifier": "BertForSequenceClassification"}
+        "classifier": "BertForSequenceClassification", "squad": "BertForQuestionAnswering"}
 
 
 def _randomized(kind, config, tokens, labels=None):
@@ -52,12 +52,15 @@ def _ours_and_theirs(source, features, theirs):
     diffs["nsp"] = np.abs(out.seq_relationship_logits.numpy() - ours["nsp_logits"].numpy()).max()
   elif source.kind == "classifier":
     diffs["logits"] = np.abs(out.logits.numpy() - ours["logits"].numpy()).max()
+  elif source.kind == "squad":
+    for key in ("start_logits", "end_logits"):
+      diffs[key] = np.abs(getattr(out, key).numpy() - ours[key].numpy())[mask].max()
   else:
     diffs["pooled"] = np.abs(out.pooler_output.numpy() - ours["pooled_output"].numpy()).max()
   return diffs
 
 
-@pytest.mark.parametrize("kind", ["encoder", "pretraining", "classifier"])
+@pytest.mark.parametrize("kind", ["encoder", "pretraining", "classifier", "squad"])
 @pytest.mark.parametrize("act", ["gelu", "gelu_exact"])
 def test_transformers_from_pretrained_loads_our_hf_export(tmp_path, kind, act):
   config = tiny_config(hidden_act=act)

@@ -80,7 +80,8 @@ def _from_hf(path: str) -> Source:
                                            "qa_outputs.weight": "squad",
                                            "cls.seq_relationship.weight": "pretraining"})
   model = build(kind, config, labels)
-  hf.load_hf_weights(path, model)
+  # BertForQuestionAnswering saves no pooler (our span labeler has one, unused).
+  hf.load_hf_weights(path, model, allow_missing=hf.POOLER if kind == "squad" else ())
   vocab, lower = hf.vocab_and_casing(folder)
   from bert_tf.interop import hf_config
   names = hf_config.label_names(values) if kind == "classifier" else None

@@ -150,8 +150,7 @@ def restore_hf_weights(path: str, model) -> str:
   values (a pooler too, with a warning: transformers' BertForMaskedLM saves none), heads the
   model lacks (``cls.`` into an encoder or a classifier) are ignored. Returns ``"hf"``."""
   google = checkpoints.google_name_table(model)
-  heads = tuple(n for n in google if not n.startswith("bert/")) + (
-      "bert/pooler/dense/kernel", "bert/pooler/dense/bias")
+  heads = tuple(n for n in google if not n.startswith("bert/")) + POOLER
   wanted = {hf_name(n)[0].split(".")[0] + "." for n in google if not n.startswith("bert/")}
   result = load_hf_weights(path, model, allow_missing=heads,
                            ignore_prefixes=tuple(p for p in _HEAD_PREFIXES if p not in wanted))
@@ -160,12 +159,19 @@ def restore_hf_weights(path: str, model) -> str:
   return "hf"
 
 
+POOLER = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")
+
+
 def save_hf_weights(model, path: str) -> None:
-  """Writes ``model``'s weights as a ``model.safetensors`` transformers loads."""
+  """Writes ``model``'s weights as a ``model.safetensors`` transformers loads. A span labeler's
+  pooler (unused) is left out: ``BertForQuestionAnswering`` has none."""
   from safetensors.numpy import save_file
   prefix = "" if isinstance(model, BertEncoder) else "bert."
+  skip = {hf_name(n, prefix)[0] for n in POOLER} if isinstance(model, BertSpanLabeler) else ()
   tensors = {}
   for name, (variable, transposed) in hf_name_table(model, prefix).items():
+    if name in skip:
+      continue
     value = variable.numpy()
     tensors[name] = np.ascontiguousarray(value.T if transposed else value)
   save_file(tensors, path, metadata={"format": "pt"})  # transformers wants "pt"
