@@ -157,3 +157,21 @@ def test_mismatch_lists_every_problem_and_assigns_nothing(tmp_path):
           "(transposed)") in message
   for value, weight in zip(before, target.weights):
     np.testing.assert_array_equal(value, weight.numpy())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_files_load_as_float32(tmp_path, dtype):
+  import ml_dtypes  # noqa: F401  (numpy's bfloat16, as safetensors reads it; TF depends on it)
+  source = BertEncoder(tiny_config(), seed=1)
+  hf.save_hf_weights(source, str(tmp_path / "model.safetensors"))
+  written = load_file(str(tmp_path / "model.safetensors"))
+  half = {k: v.astype(np.dtype(dtype)) for k, v in written.items()}
+  save_file(half, str(tmp_path / "model.safetensors"))
+  target = BertEncoder(tiny_config(), seed=2)
+  checkpoints.restore_weights(str(tmp_path), target)
+  table = hf.hf_name_table(target, "")
+  for name, value in half.items():
+    variable, transposed = table[name]
+    assert variable.dtype == "float32"
+    want = value.astype(np.float32)
+    np.testing.assert_array_equal(variable.numpy(), want.T if transposed else want)

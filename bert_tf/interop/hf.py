@@ -94,8 +94,12 @@ def weights_file(path: str) -> str | None:
 
 
 def read_tensors(path: str) -> dict[str, np.ndarray]:
-  from safetensors.numpy import load  # lazily: only HF folders need the package
-  with tf.io.gfile.GFile(weights_file(path) or path, "rb") as f:
+  """Every tensor of the file, as NumPy arrays (bfloat16 through ml_dtypes)."""
+  from safetensors.numpy import load, load_file  # lazily: only HF folders need the package
+  path = weights_file(path) or path
+  if os.path.exists(path):
+    return load_file(path)  # memory-mapped; the only reader that knows BF16
+  with tf.io.gfile.GFile(path, "rb") as f:  # gs:// and other gfile paths
     return load(f.read())
 
 
