@@ -43,6 +43,10 @@ def dataset_fn(data: configs.PretrainingInputConfig, run: configs.TrainConfig, p
 def main(_):
   logging.set_verbosity(logging.INFO)
   pretraining_flags.validate(FLAGS)
+  if pipeline_flags.enabled(FLAGS):
+    from bert_tf.pipeline import cluster  # pipeline mode only
+    if cluster.serve_if_worker():  # TF_CONFIG task > 0: serves its stages until task 0 ends
+      return
   spec = pretraining_flags.to_configs(FLAGS)
   runtime = distribution.start(spec.distribution)
   common_flags.record_run(FLAGS, spec, runtime)

@@ -41,7 +41,7 @@ def define_pipeline_flags(flag_values=absl_flags.FLAGS) -> None:
                    "--save_checkpoints_steps and --num_train_steps must be multiples of it.")
 
 
-def _enabled(v) -> bool:
+def enabled(v) -> bool:
   return bool(v.pipeline_config) or v.pipeline_stages > 0
 
 
@@ -51,7 +51,7 @@ def microbatches(v) -> int:
 
 def problems(v) -> list[str]:
   """Contradictions, and a bad conf.json (naming the file and entry), before anything runs."""
-  if not _enabled(v):
+  if not enabled(v):
     changed = [n for n in ("num_microbatches", "pipeline_schedule", "pipeline_steps_per_call")
                if common.changed(v, n)]
     return [f"--{n} applies to pipeline mode (--pipeline_config or --pipeline_stages)"
@@ -86,7 +86,7 @@ def problems(v) -> list[str]:
 def to_spec(v, num_layers: int) -> Optional[PipelineSpec]:
   """Flags -> the pipeline's layout and schedule (for a BERT of ``num_layers`` layers), or
   None outside pipeline mode."""
-  if not _enabled(v):
+  if not enabled(v):
     return None
   if v.pipeline_config:
     conf = conf_lib.load_conf(v.pipeline_config)

@@ -1,46 +1,103 @@
-"""run_pretraining.py in pipeline mode end to end (subprocess, hard timeout): a conf.json of
-2 stages on 2 logical CPUs, 1f1b, train then eval; and bad pipeline flags refused up front."""
+"""run_pretraining.py in pipeline mode end to end (subprocesses, hard timeouts): a conf.json of
+2 stages on 2 logical CPUs, 1f1b, train then eval; the same run as 2 localhost processes (one
+stage each, TensorFlow's cluster runtime) gives the same checkpoint bitwise; a killed stage
+process ends the client with an error; bad pipeline flags are refused up front."""
 import json
 import os
+import sys
+import time
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
+from bert_tf.testing import launch
 from bert_tf.testing.files import write_pretraining_records
 from bert_tf.testing.launch import run_script
 from bert_tf.testing.synthetic import pretraining_features
 from bert_tf.testing.tiny import tiny_config
 
-pytestmark = pytest.mark.integration
 
 
-def _setup(tmp_path):
+TWO = {"module_to_stage_map": [0, 1, 1], "stage_to_rank_map": {"0": [0], "1": [1]}}
+
+
+def _setup(tmp_path, out="out", steps=4, cpu_devices=2):
   config = tiny_config(num_hidden_layers=4)
   config.to_json_file(tmp_path / "bert_config.json")
   records = write_pretraining_records(
       tmp_path / "train.tfrecord", pretraining_features(config, batch=48, seq=16, predictions=3))
+  (tmp_path / "conf.json").write_text(json.dumps(TWO))
   return [f"--bert_config_file={tmp_path / 'bert_config.json'}", f"--input_file={records}",
-          f"--output_dir={tmp_path / 'out'}", "--cpu_devices=2", "--train_batch_size=8",
-          "--max_seq_length=16", "--max_predictions_per_seq=3", "--num_train_steps=4",
-          "--num_warmup_steps=1", "--learning_rate=1e-3", "--save_checkpoints_steps=2",
-          "--iterations_per_loop=2", "--eval_batch_size=8", "--max_eval_steps=2"]
+          f"--output_dir={tmp_path / out}", f"--cpu_devices={cpu_devices}",
+          "--train_batch_size=8", "--max_seq_length=16", "--max_predictions_per_seq=3",
+          f"--num_train_steps={steps}", "--num_warmup_steps=1", "--learning_rate=1e-3",
+          "--save_checkpoints_steps=2", "--iterations_per_loop=2", "--eval_batch_size=8",
+          "--max_eval_steps=2", f"--pipeline_config={tmp_path / 'conf.json'}",
+          "--pipeline_schedule=1f1b", "--num_microbatches=4"]
 
 
-def test_conf_json_1f1b_train_and_eval(tmp_path):
-  conf = tmp_path / "conf.json"
-  conf.write_text(json.dumps({"module_to_stage_map": [0, 1, 1],
-                              "stage_to_rank_map": {"0": [0], "1": [1]}}))
-  args = _setup(tmp_path) + ["--do_train", "--do_eval", f"--pipeline_config={conf}",
-                             "--pipeline_schedule=1f1b", "--num_microbatches=4"]
-  result = run_script("run_pretraining.py", args, 400)
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+  tmp_path = tmp_path_factory.mktemp("pipeline_cli")
+  result = run_script("run_pretraining.py", _setup(tmp_path) + ["--do_train", "--do_eval"], 400)
   assert result.returncode == 0, result.stderr[-4000:]
+  return tmp_path, result.stderr
+
+
+@pytest.mark.integration
+def test_conf_json_1f1b_train_and_eval(single_process):
+  tmp_path, log = single_process
   out = tmp_path / "out"
-  assert "pipeline of 2 stages (1f1b)" in result.stderr
-  assert "1 replica(s) x 2 micro-batch x 4 accumulation" in result.stderr
+  assert "pipeline of 2 stages (1f1b)" in log
+  assert "1 replica(s) x 2 micro-batch x 4 accumulation" in log
   saved = json.loads((out / "pipeline_conf.json").read_text())
   assert saved["module_to_stage_map"] == [0, 1, 1] and saved["num_microbatches"] == 4
   assert os.path.exists(out / "ckpt-4.index") and os.path.exists(out / "eval_results.txt")
 
 
+def _model_weights(prefix):
+  reader = tf.train.load_checkpoint(prefix)
+  return {n: reader.get_tensor(n) for n, _ in tf.train.list_variables(prefix)
+          if n.startswith("model/")}
+
+
+def _cluster(args, log_dir):
+  return launch.start_workers([sys.executable, os.path.join(launch.ROOT, "run_pretraining.py"),
+                               *args], num_workers=2, log_dir=str(log_dir))
+
+
+@pytest.mark.distributed
+def test_two_processes_one_stage_each_equal_one_process(single_process):
+  tmp_path, _ = single_process
+  procs = _cluster(_setup(tmp_path, out="out_cluster", cpu_devices=0) + ["--do_train"], tmp_path)
+  codes = launch.wait_all(procs, timeout=400)
+  assert codes == [0, 0], launch.read_log(tmp_path, 0)[-3000:] + launch.read_log(tmp_path, 1)
+  assert "pipeline server 1 of 2" in launch.read_log(tmp_path, 1)
+  got = _model_weights(str(tmp_path / "out_cluster" / "ckpt-4"))
+  expected = _model_weights(str(tmp_path / "out" / "ckpt-4"))
+  assert got.keys() == expected.keys() and len(got) > 100
+  assert max(float(np.max(np.abs(got[n] - expected[n]))) for n in got) == 0.0
+
+
+@pytest.mark.distributed
+def test_a_killed_stage_process_ends_the_client_with_an_error(tmp_path):
+  procs = _cluster(_setup(tmp_path, steps=100000, cpu_devices=0) + ["--do_train"], tmp_path)
+  try:
+    deadline = time.monotonic() + 300
+    while "step 2:" not in launch.read_log(tmp_path, 0):
+      assert time.monotonic() < deadline and procs[0].poll() is None, launch.read_log(tmp_path, 0)
+      time.sleep(1)
+    procs[1].kill()
+    killed = time.monotonic()
+    code = procs[0].wait(timeout=120)
+    print(f"client exit {code} {time.monotonic() - killed:.1f}s after the stage process died")
+    assert code != 0
+  finally:
+    launch.kill_all(procs)
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("extra,message", [
     (["--pipeline_config={conf}", "--pipeline_schedule=2bw", "--num_microbatches=1"],
      "2bw needs --num_microbatches >= the number of stages"),
@@ -49,16 +106,15 @@ def test_conf_json_1f1b_train_and_eval(tmp_path):
     (["--pipeline_config={bad}"], r"module_to_stage_map\[1\]: stages must be contiguous"),
 ])
 def test_bad_pipeline_flags_are_refused_before_running(tmp_path, extra, message):
-  (tmp_path / "conf.json").write_text(json.dumps(
-      {"module_to_stage_map": [0, 1, 1], "stage_to_rank_map": {"0": [0], "1": [1]}}))
   (tmp_path / "bad.json").write_text(json.dumps(
       {"module_to_stage_map": [0, 2, 2], "stage_to_rank_map": {"0": [0], "1": [1]}}))
   from absl import flags as absl_flags
   from flags import pretraining as pretraining_flags
   values = absl_flags.FlagValues()
   pretraining_flags.define_pretraining_flags(values)
-  args = _setup(tmp_path) + ["--do_train"] + [
-      a.format(conf=tmp_path / "conf.json", bad=tmp_path / "bad.json") for a in extra]
+  args = [a for a in _setup(tmp_path) if not a.startswith(("--pipeline", "--num_micro"))]
+  args += ["--do_train"] + [a.format(conf=tmp_path / "conf.json", bad=tmp_path / "bad.json")
+                            for a in extra]
   values(["prog"] + args)
   with pytest.raises(Exception, match=message):
     pretraining_flags.validate(values)

@@ -83,6 +83,10 @@ class PipelinePretrainer(Pretrainer):
             f"--{name}={getattr(config, name)} must be a multiple of the 2bw steps per call "
             f"({self.steps_per_call})")
     devices = devices or local_devices(conf)
+    needed = max(r for ranks in conf.stage_to_rank_map.values() for r in ranks) + 1
+    if needed > len(devices):
+      raise conf_lib.PipelineConfigError(
+          f"{conf.source}: ranks up to {needed - 1}, but the run has {len(devices)} devices")
     self.conf, self.schedule = conf, schedule
     self.layouts = conf.stage_layouts(bert_config.num_hidden_layers)
     self.stage_devices = [devices[conf.ranks(s)[0]] for s in range(conf.num_stages)]
@@ -158,9 +162,11 @@ class PipelinePretrainer(Pretrainer):
 def from_spec(pipeline, spec, runtime: Runtime, **datasets) -> PipelinePretrainer:
   """run_pretraining.py's pipeline trainer: ``pipeline`` from ``flags.pipeline.to_spec``,
   ``spec`` the run's ``RunSpec``; m replaces the accumulation steps."""
+  from bert_tf.pipeline import cluster  # pylint: disable=import-outside-toplevel
   run = dataclasses.replace(spec.run, gradient_accumulation_steps=pipeline.num_microbatches)
+  devices = cluster.connect_if_cluster()   # None: this process's own devices
   return PipelinePretrainer(
       spec.bert_config, run, spec.optimizer, pipeline_runtime(pipeline.conf, pipeline.schedule,
                                                               runtime),
       conf=pipeline.conf, schedule=pipeline.schedule, steps_per_call=pipeline.steps_per_call,
-      **datasets)
+      devices=devices, **datasets)
