@@ -12,6 +12,7 @@ from bert_tf import checkpoints, precision
 from bert_tf.configs import ClassifierInputConfig, save_resolved_config
 from bert_tf.interop import export
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
+from bert_tf.testing.synthetic import pretraining_features
 from bert_tf.testing.tiny import VOCAB, tiny_config
 from bert_tf.vocab import RESERVED_TOKENS
 
@@ -178,3 +179,19 @@ def test_exact_gelu_goes_to_google_format_with_a_warning(tmp_path, caplog):
   assert "has no google name" in caplog.text
   assert json.loads((tmp_path / "google" / "bert_config.json").read_text())[
       "hidden_act"] == "gelu_exact"
+
+
+def test_serving_module_of_a_squad_model_returns_span_logits(tmp_path):
+  """In process (the fresh-process SavedModel checks are in test_export_serving.py)."""
+  from bert_tf.interop import serving
+  config = tiny_config()
+  tokens = write_vocab(tmp_path / "vocab.txt")
+  source = export.Source(export.build("squad", config), config, tokens, True, None)
+  module = serving.ServingModule(source, 16, str(tmp_path / "vocab.txt"))
+  features = pretraining_features(config, seed=2)
+  ids, mask, segments = (features[k] for k in ("input_ids", "input_mask", "segment_ids"))
+  got = module.token_ids(ids, mask, segments)
+  want = source.model({"input_ids": ids, "input_mask": mask, "segment_ids": segments})
+  assert sorted(got) == ["end_logits", "pooled_output", "sequence_output", "start_logits"]
+  for key in got:
+    np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=1e-6, rtol=0)

@@ -29,7 +29,7 @@ KINDS = ("pretraining", "classifier", "squad", "encoder")
 
 @dataclasses.dataclass
 class Source:
-  model: object                     # BertPretrainer | BertClassifier | BertSpanLabeler | BertEncoder
+  model: object  # BertPretrainer | BertClassifier | BertSpanLabeler | BertEncoder
   config: BertConfig
   vocab: Optional[list]             # tokens in id order
   do_lower_case: Optional[bool]

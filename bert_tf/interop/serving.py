@@ -10,7 +10,8 @@ Signatures, as Model Garden's serving modules name their inputs:
     ``_truncate_seq_pair``, [CLS] a [SEP] (b [SEP]), padded to max_seq_length; these two also
     return the ``input_word_ids`` / ``input_mask`` / ``input_type_ids`` they computed.
 Outputs: a classifier's ``logits``, ``probabilities``, ``label_names`` [B, num_labels] and
-``predicted_label`` [B]; otherwise the encoder's ``pooled_output`` and ``sequence_output``.
+``predicted_label`` [B]; otherwise the encoder's ``pooled_output`` and ``sequence_output``, and
+for a SQuAD model also ``start_logits`` and ``end_logits`` [B, S].
 The model is float32 (built so whatever it trained in), called with ``training=False`` (no
 dropout) and without recompute.
 """
@@ -21,7 +22,8 @@ import types
 import tensorflow as tf
 
 from bert_tf import tokenization
-from bert_tf.modeling import BertClassifier, BertEncoder
+from bert_tf.modeling import BertClassifier, BertPretrainer
+from bert_tf.modeling.squad import BertSpanLabeler
 
 
 class ServingModule(tf.Module):
@@ -51,12 +53,15 @@ class ServingModule(tf.Module):
 
   def outputs(self, ids, mask, segments):
     model = self._held.model
-    if not self.is_classifier and not isinstance(model, BertEncoder):
+    if isinstance(model, BertPretrainer):  # the heads need masked positions: encoder only
       model = model.encoder
     out = model({"input_ids": ids, "input_mask": mask, "segment_ids": segments}, training=False)
     if not self.is_classifier:
-      return {"pooled_output": tf.cast(out["pooled_output"], tf.float32),
-              "sequence_output": tf.cast(out["sequence_output"], tf.float32)}
+      result = {"pooled_output": tf.cast(out["pooled_output"], tf.float32),
+                "sequence_output": tf.cast(out["sequence_output"], tf.float32)}
+      if isinstance(model, BertSpanLabeler):
+        result.update(start_logits=out["start_logits"], end_logits=out["end_logits"])
+      return result
     logits = out["logits"]
     batch = tf.shape(logits)[0]
     return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
