@@ -70,18 +70,26 @@ def reference(tmp_path_factory):
   return weights(trainer.model), metrics
 
 
+REPLICATED = {**TWO, "stage_to_rank_map": {"0": [0, 2], "1": [1, 3]}}   # 2 stages x 2 ranks
+
+
 @pytest.mark.parametrize("layout,schedule", [(TWO, "gpipe"), (TWO, "1f1b"), (FOUR, "gpipe"),
-                                             (FOUR, "1f1b")])
+                                             (FOUR, "1f1b"), (REPLICATED, "1f1b")])
 def test_flush_schedules_equal_accumulation(tmp_path, reference, layout, schedule):
-  """m = 4 on 2 and 4 stages (4 stages: stage 0 holds the embeddings alone)."""
+  """m = 4 on 2 and 4 stages (4 stages: stage 0 holds the embeddings alone), and on 2 stages
+  of 2 data-parallel ranks each (2 micro-batches per replica pipeline)."""
   trainer = pipeline(tmp_path, layout, schedule)
   ref_weights, ref_metrics = reference
   diff = max_diff(weights(trainer.model), ref_weights)
-  print(f"{schedule} on {len(layout['stage_to_rank_map'])} stages: max |w - w_ref| = {diff:.2e}")
+  print(f"{schedule} on {layout['stage_to_rank_map']}: max |w - w_ref| = {diff:.2e}")
   assert diff <= 1e-6
   assert abs(trainer.fit_metrics["loss"] - ref_metrics["loss"]) <= 1e-6
   assert {v.device[-5:] for v in trainer.staged.variables[1]} == {"CPU:1"}
   assert trainer.stage_optimizers[1].iterations.device.endswith("CPU:1")
+  if layout is REPLICATED:   # replica 1 of stage 1 is on CPU:1 (rank 3) and equals replica 0
+    copy = trainer.replicas[1].variables[1]
+    assert {v.device[-5:] for v in copy} == {"CPU:1"}
+    assert max_diff(weights(trainer.replicas[1].model), weights(trainer.model)) == 0.0
   if layout is FOUR and schedule == "1f1b":
     checkpoint_loads_into_single_device_models(trainer, tmp_path)
 
@@ -154,9 +162,9 @@ def test_2bw_equals_the_delayed_update_across_a_resume(tmp_path):
 def test_layouts_the_run_cannot_take(tmp_path):
   train, opt = _configs(tmp_path)
   conf = conf_lib.parse_conf({**TWO, "stage_to_rank_map": {"0": [0, 2], "1": [1, 3]}})
-  with pytest.raises(conf_lib.PipelineConfigError, match="replicated stages are not impl"):
-    PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, "1f1b"), conf=conf,
-                       schedule="1f1b", devices=DEVICES)
+  with pytest.raises(conf_lib.PipelineConfigError, match="replicated 2bw stages are not impl"):
+    PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, "2bw"), conf=conf,
+                       schedule="2bw", devices=DEVICES)
   conf = conf_lib.parse_conf({**TWO, "stage_to_rank_map": {"0": [0], "1": [5]}})
   with pytest.raises(conf_lib.PipelineConfigError, match="ranks up to 5 need 6 CPU devices"):
     PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, "1f1b"), conf=conf,

@@ -30,46 +30,61 @@ class PipelineStep:
 
   Args:
     task: the engine's task (normalisers, micro_batch_loss, step_metrics).
-    staged: ``stages.StagedModel`` of the trained model (variables W, "M").
+    replicas: per stage replica r, a ``stages.StagedModel`` whose stage variables sit on that
+      replica's device; replica 0 is the trained model (variables W, "M"), the others copies
+      refreshed from it after every update (parallel pipelines: micro-batch i runs on replica
+      i mod R, gradients are summed in-graph on replica 0's devices).
     stash: ``stages.StagedModel`` of a second copy (2bw's stash "S"), else None.
-    optimizers: one optimizer per stage, built under the stage's device.
-    devices: device string per stage.
+    optimizers: one optimizer per stage, built under the stage's (replica 0) device.
+    devices: devices[s][r], the device of stage s, replica r.
     state: ``step.TrainState``.
     kind: schedule name; num_microbatches: m; seed: the run's dropout seed; clip_norm: global.
   """
 
-  def __init__(self, task, staged, stash, optimizers, devices, state, *, kind: str,
+  def __init__(self, task, replicas, stash, optimizers, devices, state, *, kind: str,
                num_microbatches: int, seed: int, clip_norm: float):
-    self.task, self.staged, self.stash = task, staged, stash
+    self.task, self.replicas, self.stash = task, replicas, stash
+    self.staged = replicas[0]
     self.optimizers, self.devices, self.state = optimizers, devices, state
     self.kind, self.m, self.seed, self.clip_norm = kind, num_microbatches, seed, clip_norm
-    self.p = staged.num_stages
+    self.p, self.R = self.staged.num_stages, len(replicas)
+    if num_microbatches % self.R:
+      raise ValueError(f"{num_microbatches} micro-batches do not split over {self.R} replicas")
+
+  def _order(self, T):
+    """(stage, replica, op) in build order: each replica's pipeline over its m / R
+    micro-batches; with replicas, the updates after every pipeline's backwards."""
+    order = schedule_lib.program_order(
+        schedule_lib.make_schedule(self.kind, self.p, self.m // self.R, T))
+    if self.R == 1:
+      return [(s, 0, op) for s, op in order]
+    return ([(s, r, op) for r in range(self.R) for s, op in order if op.kind != "U"] +
+            [(s, 0, op) for s, op in order if op.kind == "U"])
 
   # Plain Python over a static schedule: autograph has nothing to convert, only time to spend.
   @tf.autograph.experimental.do_not_convert
   def run(self, batches):
     """``batches``: list of T dicts of [m, micro_batch, ...] tensors, one per step."""
-    T, p = len(batches), self.p
-    order = schedule_lib.program_order(schedule_lib.make_schedule(self.kind, p, self.m, T))
+    T = len(batches)
     step0 = self.state.global_step.read_value()
-    with tf.device(self.devices[-1]):   # labels and losses live on the last stage
+    with tf.device(self.devices[-1][0]):   # labels and losses live on the last stage
       normalisers = [self.task.normalisers(b, _identity_sum) for b in batches]
     self._batches, self._normalisers, self._step0 = batches, normalisers, step0
     self._saved, self._acts, self._dys = {}, {}, {}
     self._acc = [dict() for _ in range(T)]     # per batch: variable ref -> summed gradient
     self._sums = [None] * T
     self._grad_norm, self._updates, self._metrics = {}, [0] * T, []
-    last = [[] for _ in range(p)]
-    for s, op in order:
-      with tf.device(self.devices[s]), tf.control_dependencies(last[s]):
+    last = {}
+    for s, r, op in self._order(T):
+      with tf.device(self.devices[s][r]), tf.control_dependencies(last.get((s, r), [])):
         if op.kind == "F":
-          out = self._forward(s, op)
+          out = self._forward(s, r, op)
         elif op.kind == "B":
-          out = self._backward(s, op)
+          out = self._backward(s, r, op)
         else:
           out = self._update(s, op)
-      last[s] = tf.nest.flatten(out)
-    with tf.control_dependencies([t for ts in last for t in ts]):
+      last[(s, r)] = tf.nest.flatten(out)
+    with tf.control_dependencies([t for ts in last.values() for t in ts]):
       return tf.add_n(self._metrics)
 
   def _features(self, t, i):
@@ -78,16 +93,16 @@ class PipelineStep:
   def _seed(self, t, i):
     return step_lib.dropout_seed(self.seed, self._step0 + t, self.m, i, tf.constant(0))
 
-  def _forward(self, s, op):
-    t, i = op.key
-    staged = self.stash if (op.buffer == "S" and self.stash is not None) else self.staged
-    x = self._acts.pop((s - 1, t, i)) if s > 0 else None
+  def _forward(self, s, r, op):
+    t, i = op.batch, op.mb * self.R + r    # i: the micro-batch within the whole step
+    staged = self.stash if (op.buffer == "S" and self.stash is not None) else self.replicas[r]
+    x = self._acts.pop((s - 1, r, t, i)) if s > 0 else None
     with tf.GradientTape() as tape:
       if x is not None:
         tape.watch(x)
       if s < self.p - 1:
         y = staged.forward(s, x, self._features(t, i), self._seed(t, i))
-        self._acts[(s, t, i)] = y
+        self._acts[(s, r, t, i)] = y
       else:
         # The task's own loss, its model replaced by the heads stage fed with x.
         def heads(features, training, dropout_seed):
@@ -95,29 +110,30 @@ class PipelineStep:
         y, sums = self.task.micro_batch_loss(heads, self._batches[t], i, self._normalisers[t],
                                              self._seed(t, i))
         self._sums[t] = sums if self._sums[t] is None else self._sums[t] + sums
-    self._saved[(s, t, i)] = (tape, x, y, staged)
+    self._saved[(s, r, t, i)] = (tape, x, y, staged)
     return y
 
-  def _backward(self, s, op):
-    t, i = op.key
-    tape, x, y, staged = self._saved.pop((s, t, i))
-    dy = self._dys.pop((s + 1, t, i)) if s < self.p - 1 else None
+  def _backward(self, s, r, op):
+    t, i = op.batch, op.mb * self.R + r
+    tape, x, y, staged = self._saved.pop((s, r, t, i))
+    dy = self._dys.pop((s + 1, r, t, i)) if s < self.p - 1 else None
     sources = ([x] if x is not None else []) + staged.read_variables[s]
     grads = tape.gradient(y, sources, output_gradients=dy)
     if x is not None:
-      self._dys[(s, t, i)], grads = grads[0], grads[1:]
+      self._dys[(s, r, t, i)], grads = grads[0], grads[1:]
     acc, outputs = self._acc[t], [g for g in grads if g is not None]
-    # Gradients of the stash (2bw) belong to the same position in the trained model.
+    # Gradients of the stash (2bw) or of a replica belong to the same position in the
+    # trained model; they are summed on its devices.
     for v, g in zip(self.staged.read_variables[s], grads):
       if g is None:   # not reached by the loss (e.g. the pooler under some heads)
         continue
       owner = self.staged.stage_of[v.ref()]
-      with tf.device(self.devices[owner]):
+      with tf.device(self.devices[owner][0]):
         # Embedding gathers give IndexedSlices; the sums want dense tensors.
         g = tf.convert_to_tensor(g)
         acc[v.ref()] = g if v.ref() not in acc else acc[v.ref()] + g
     if x is not None:
-      outputs.append(self._dys[(s, t, i)])
+      outputs.append(self._dys[(s, r, t, i)])
     return outputs
 
   def _global_norm(self, t):
@@ -127,7 +143,7 @@ class PipelineStep:
       for s in range(self.p):
         grads = [self._acc[t][v.ref()] for v in self.staged.variables[s]
                  if v.ref() in self._acc[t]]
-        with tf.device(self.devices[s]):
+        with tf.device(self.devices[s][0]):
           parts.append(tf.add_n([tf.nn.l2_loss(g) for g in grads]) if grads else 0.0)
       self._grad_norm[t] = tf.sqrt(tf.add_n(parts) * 2.0)
     return self._grad_norm[t]
@@ -147,9 +163,13 @@ class PipelineStep:
       with tf.control_dependencies(outputs):
         update = step_lib.apply_update(self.optimizers[s], grads, [v for _, v in pairs])
       outputs += [] if update is None else [update]
+    for r in range(1, self.R):   # the same update on every replica: copy the new weights
+      with tf.device(self.devices[s][r]), tf.control_dependencies(outputs):
+        outputs = outputs + [w.assign(v) for w, v in zip(self.replicas[r].variables[s],
+                                                          self.staged.variables[s])]
     self._updates[t] += 1
     if self._updates[t] == self.p:   # the batch's last stage update: count the step
-      with tf.device(self.devices[-1]):
+      with tf.device(self.devices[-1][0]):
         finite = tf.math.is_finite(norm) & tf.math.is_finite(self._sums[t][0])
       skipped = self.state.record(finite)
       self._metrics.append(self.task.step_metrics(self._sums[t], self._normalisers[t], norm,

@@ -51,7 +51,8 @@ class PipelinePretrainer(Pretrainer):
   """``Pretrainer`` over a pipeline layout.
 
   Args (beyond ``Pretrainer``'s):
-    conf: a checked ``PipelineConf``; one replica per stage.
+    conf: a checked ``PipelineConf``; several ranks in a stage are data-parallel replicas
+      (gpipe, 1f1b).
     schedule: gpipe, 1f1b or 2bw; m is ``config.gradient_accumulation_steps``.
     devices: rank -> device string (default: this process's devices).
     steps_per_call: 2bw: batches unrolled in one graph without a flush between them (the loop's
@@ -64,10 +65,14 @@ class PipelinePretrainer(Pretrainer):
                devices: Optional[list] = None, steps_per_call: int = 1):
     conf_lib.check_for_run(conf, schedule, config.gradient_accumulation_steps,
                            bert_config.num_hidden_layers)
-    if conf.replicas != 1:
+    if conf.replicas > 1 and schedule == "2bw":
       raise conf_lib.PipelineConfigError(
-          f"{conf.source}: stages with {conf.replicas} ranks each: replicated stages are not "
-          "implemented yet; give each stage one rank")
+          f"{conf.source}: stages with {conf.replicas} ranks each under 2bw: replicated 2bw "
+          "stages are not implemented yet (gpipe and 1f1b replicate)")
+    if config.gradient_accumulation_steps % conf.replicas:
+      raise conf_lib.PipelineConfigError(
+          f"{conf.source}: {conf.replicas} replicas per stage need --num_microbatches "
+          f"divisible by {conf.replicas}, got {config.gradient_accumulation_steps}")
     if config.dtype == "fp16":
       raise conf_lib.PipelineConfigError(
           "--dtype=fp16 is not supported in pipeline mode yet (one loss scale across stages); "
@@ -89,7 +94,9 @@ class PipelinePretrainer(Pretrainer):
           f"{conf.source}: ranks up to {needed - 1}, but the run has {len(devices)} devices")
     self.conf, self.schedule = conf, schedule
     self.layouts = conf.stage_layouts(bert_config.num_hidden_layers)
-    self.stage_devices = [devices[conf.ranks(s)[0]] for s in range(conf.num_stages)]
+    # [stage][replica] -> device; replica 0 holds the trained (checkpointed) variables.
+    self.replica_devices = [[devices[r] for r in conf.ranks(s)] for s in range(conf.num_stages)]
+    self.stage_devices = [d[0] for d in self.replica_devices]
     with stages_lib.placement(self.layouts, self.stage_devices):
       super().__init__(bert_config, config, optimizer_config, runtime, train_dataset_fn,
                        eval_dataset_fn)
@@ -101,6 +108,11 @@ class PipelinePretrainer(Pretrainer):
       raise RuntimeError("the optimizer is built once per trainer; make a new trainer")
     self.optimizer_config = optimizer_config
     self.staged = stages_lib.StagedModel(self.model, self.layouts)
+    self.replicas = [self.staged]
+    for r in range(1, self.conf.replicas):   # copies, set from the model at every restore
+      with stages_lib.placement(self.layouts, [d[r] for d in self.replica_devices]):
+        copy = self.task.build_model(self.bert_config, self.config)
+      self.replicas.append(stages_lib.StagedModel(copy, self.layouts))
     self.stash = None
     if self.schedule == "2bw":
       copy = self.task.build_model(self.bert_config, self.config)
@@ -129,8 +141,11 @@ class PipelinePretrainer(Pretrainer):
   def restore(self, init_checkpoint: Optional[str] = None) -> int:
     resumed = self.checkpoints.manager.latest_checkpoint is not None
     step = super().restore(init_checkpoint)
+    copies = [replica.model for replica in self.replicas[1:]]
     if self.stash is not None and not resumed:   # W(-1) = W(0)
-      for w, v in zip(self.stash.model.trainable_variables, self.model.trainable_variables):
+      copies.append(self.stash.model)
+    for copy in copies:
+      for w, v in zip(copy.trainable_variables, self.model.trainable_variables):
         w.assign(v)
     if self.runtime.is_chief:
       tf.io.gfile.makedirs(self.config.output_dir)
@@ -144,8 +159,8 @@ class PipelinePretrainer(Pretrainer):
     """The engine's compiled loop with the pipeline step: ``(iterator, num_steps) -> summed
     metrics``. Set as the engine's cached loop, so ``Engine.fit`` runs it unchanged."""
     cfg = self.config
-    step = PipelineStep(self.task, self.staged, self.stash, self.stage_optimizers,
-                        self.stage_devices, self.state, kind=self.schedule,
+    step = PipelineStep(self.task, self.replicas, self.stash, self.stage_optimizers,
+                        self.replica_devices, self.state, kind=self.schedule,
                         num_microbatches=cfg.gradient_accumulation_steps, seed=cfg.seed,
                         clip_norm=self.optimizer_config.clip_norm)
     per_call = self.steps_per_call
