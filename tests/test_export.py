@@ -114,7 +114,7 @@ def _random_hf_folder(path, architecture, heads):
       shapes[f"encoder.layer.{i}.{part}.weight"] = [h]
       shapes[f"encoder.layer.{i}.{part}.bias"] = [h]
   prefix = "" if architecture == "BertModel" else "bert."
-  if architecture == "BertForQuestionAnswering":  # transformers builds it without a pooler
+  if architecture in ("BertForQuestionAnswering", "BertForMaskedLM"):  # built without a pooler
     shapes = {k: s for k, s in shapes.items() if not k.startswith("pooler.")}
   tensors = {prefix + k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
   tensors.update({k: rng.standard_normal(s).astype(np.float32) for k, s in heads.items()})
@@ -158,6 +158,22 @@ def test_hf_to_ours_to_hf_bitwise(tmp_path, architecture, heads):
     if key != "id2label" or architecture == "BertForSequenceClassification":
       assert written[key] == value, key
   assert (tmp_path / "out" / "vocab.txt").read_text() == (tmp_path / "in" / "vocab.txt").read_text()
+
+
+def test_masked_lm_folder_loads_as_pretraining_with_a_warning(tmp_path, caplog):
+  """BertForMaskedLM: cls.predictions but no NSP head and no pooler."""
+  mlm = {"cls.predictions.transform.dense.weight": [32, 32],
+         "cls.predictions.transform.dense.bias": [32],
+         "cls.predictions.transform.LayerNorm.weight": [32],
+         "cls.predictions.transform.LayerNorm.bias": [32], "cls.predictions.bias": [VOCAB]}
+  tensors, _ = _random_hf_folder(tmp_path / "in", "BertForMaskedLM", mlm)
+  source = export.load_source(str(tmp_path / "in"))
+  assert source.kind == "pretraining"
+  assert "bert.pooler.dense.weight" in caplog.text and "cls.seq_relationship.weight" in caplog.text
+  np.testing.assert_array_equal(source.model.masked_lm.output_bias.numpy(),
+                                tensors["cls.predictions.bias"])
+  np.testing.assert_array_equal(source.model.masked_lm.transform.kernel.numpy(),
+                                tensors["cls.predictions.transform.dense.weight"].T)
 
 
 def test_export_refuses_to_overwrite_unless_asked(tmp_path):

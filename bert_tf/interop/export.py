@@ -24,6 +24,7 @@ from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
 from bert_tf.modeling.squad import BertSpanLabeler
 
 FORMATS = ("google", "hf", "savedmodel")
+_NSP = ("cls/seq_relationship/output_weights", "cls/seq_relationship/output_bias")
 KINDS = ("pretraining", "classifier", "squad", "encoder")
 
 
@@ -78,10 +79,14 @@ def _from_hf(path: str) -> Source:
   shapes = {k: v.shape for k, v in hf.read_tensors(path).items()}
   kind, labels = _kind_from_names(shapes, {"classifier.weight": "classifier",
                                            "qa_outputs.weight": "squad",
-                                           "cls.seq_relationship.weight": "pretraining"})
+                                           "cls.seq_relationship.weight": "pretraining",
+                                           "cls.predictions.bias": "pretraining"})
   model = build(kind, config, labels)
-  # BertForQuestionAnswering saves no pooler (our span labeler has one, unused).
-  hf.load_hf_weights(path, model, allow_missing=hf.POOLER if kind == "squad" else ())
+  # BertForQuestionAnswering and BertForMaskedLM save no pooler, BertForMaskedLM no NSP head:
+  # those keep their initial values, said in a warning.
+  result = hf.load_hf_weights(path, model, allow_missing=hf.POOLER + _NSP)
+  if result["missing_allowed"]:
+    logging.warning("%s has no %s: initial values kept", path, result["missing_allowed"])
   vocab, lower = hf.vocab_and_casing(folder)
   from bert_tf.interop import hf_config
   names = hf_config.label_names(values) if kind == "classifier" else None
