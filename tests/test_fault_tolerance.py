@@ -1,7 +1,8 @@
 """Fault tolerance of run_pretraining.py on localhost, for MultiWorkerMirrored and Horovod:
 
-* SIGKILL of one worker mid-run: the other exits non-zero within 90 s; relaunching the same
-  command resumes from the last checkpoint and ends with the weights of an uninterrupted run.
+* SIGKILL of one worker mid-run (MultiWorkerMirrored: the non-chief, during a collective
+  save): the other exits non-zero within 90 s; relaunching the same command resumes from the
+  last complete checkpoint and ends with the weights of an uninterrupted run.
 * SIGSTOP (a frozen worker): the other side exits non-zero within 90 s, never hangs.
 Every process has a hard time limit.
 """
@@ -117,6 +118,22 @@ def _wait_for_checkpoint(out, procs, log_dir, timeout=240):
   raise AssertionError("no checkpoint within the time limit")
 
 
+def _wait_for_collective_save(out, procs, log_dir, worker=1, timeout=120):
+  """Until a MultiWorkerMirrored save is in progress on ``worker`` (a non-chief): it takes
+  part in every save, writing into its scratch directory and removing it at once."""
+  scratch = out / f".worker_{worker}_tmp"
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if scratch.exists():
+      return
+    if any(p.poll() is not None for p in procs):
+      logs = "\n".join(f.read_text()[-2000:] for f in log_dir.iterdir())
+      raise AssertionError(f"job ended before a save could be caught:\n{logs}")
+    time.sleep(0.0005)
+  launch.kill_all(procs)
+  raise AssertionError(f"no save of worker {worker} seen within {timeout}s")
+
+
 def _model_weights(out):
   reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(out)))
   names = sorted(n for n in reader.get_variable_to_shape_map()
@@ -148,6 +165,10 @@ def test_kill_one_worker_then_relaunch_resumes_to_uninterrupted_result(tmp_path,
   procs, _, log_dir = job.start(out, "killed")
   _wait_for_checkpoint(out, procs, log_dir)
   victim = job.ranks(procs)[1]
+  if backend == "multi_worker_mirrored":
+    # The non-chief dies during a collective save: its scratch checkpoint half written, the
+    # chief's save of that step complete or not. The relaunch must resume from a complete one.
+    _wait_for_collective_save(out, procs, log_dir)
   victim.send_signal(signal.SIGKILL)
   killed_at = time.monotonic()
   survivors = [p for p in procs if p.pid != victim.pid]
