@@ -105,33 +105,29 @@ class _Backend:
     raise AssertionError("horovod ranks did not start")
 
 
-def _wait_for_checkpoint(out, procs, log_dir, timeout=240):
+def _wait_for_path(path, procs, log_dir, what, timeout=240, poll=0.2):
+  """Until ``path`` exists; fails if the job ends first or the time runs out."""
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
-    if (out / f"ckpt-{SAVE_EVERY}.index").exists():
+    if path.exists():
       return
     if any(p.poll() is not None for p in procs):
       logs = "\n".join(f.read_text()[-2000:] for f in log_dir.iterdir())
-      raise AssertionError(f"job ended before its first checkpoint:\n{logs}")
-    time.sleep(0.2)
+      raise AssertionError(f"job ended before {what}:\n{logs}")
+    time.sleep(poll)
   launch.kill_all(procs)
-  raise AssertionError("no checkpoint within the time limit")
+  raise AssertionError(f"no {what} within {timeout}s")
 
 
-def _wait_for_collective_save(out, procs, log_dir, worker=1, timeout=120):
+def _wait_for_checkpoint(out, procs, log_dir):
+  _wait_for_path(out / f"ckpt-{SAVE_EVERY}.index", procs, log_dir, "its first checkpoint")
+
+
+def _wait_for_collective_save(out, procs, log_dir, worker=1):
   """Until a MultiWorkerMirrored save is in progress on ``worker`` (a non-chief): it takes
   part in every save, writing into its scratch directory and removing it at once."""
-  scratch = out / f".worker_{worker}_tmp"
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    if scratch.exists():
-      return
-    if any(p.poll() is not None for p in procs):
-      logs = "\n".join(f.read_text()[-2000:] for f in log_dir.iterdir())
-      raise AssertionError(f"job ended before a save could be caught:\n{logs}")
-    time.sleep(0.0005)
-  launch.kill_all(procs)
-  raise AssertionError(f"no save of worker {worker} seen within {timeout}s")
+  _wait_for_path(out / f".worker_{worker}_tmp", procs, log_dir, f"a save of worker {worker}",
+                 timeout=120, poll=0.0005)
 
 
 def _model_weights(out):
