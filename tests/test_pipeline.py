@@ -5,7 +5,8 @@ a pipeline checkpoint loads into a single-device pretrainer and a classifier's e
 
 Tiny odd-sized config (3 layers, hidden 32, vocab 99, sequence 16), dropout 0, fp32. The test
 process has 2 logical CPU devices (conftest): 4-stage layouts put stages 0 and 2 on CPU:0 and 1
-and 3 on CPU:1 (four tapes, four optimizers, the 4-stage schedule; only the devices repeat).
+and 3 on CPU:1, and 2 stages x 2 ranks put each stage's two replicas on different devices
+(four tapes, four optimizers, the 4-stage schedule; only the devices repeat).
 """
 import numpy as np
 import pytest
@@ -45,9 +46,10 @@ def _configs(output_dir, steps=STEPS, **overrides):
 def pipeline(output_dir, layout, schedule, steps=STEPS, stop_after=None, m=M, **kwargs):
   conf = conf_lib.parse_conf(layout)
   train, opt = _configs(output_dir, steps, gradient_accumulation_steps=m)
+  kwargs.setdefault("devices", DEVICES)
   trainer = PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, schedule),
                                builders.dataset_fn(FEATURES), conf=conf, schedule=schedule,
-                               devices=DEVICES, **kwargs)
+                               **kwargs)
   trainer.fit_metrics = trainer.train(stop_after_steps=stop_after)
   return trainer
 
@@ -71,6 +73,8 @@ def reference(tmp_path_factory):
 
 
 REPLICATED = {**TWO, "stage_to_rank_map": {"0": [0, 2], "1": [1, 3]}}   # 2 stages x 2 ranks
+# Ranks 0..3 -> CPU 0, 1, 1, 0: each stage's replicas, and the two stages, on different devices.
+REPLICA_DEVICES = ["/device:CPU:0", "/device:CPU:1", "/device:CPU:1", "/device:CPU:0"]
 
 
 @pytest.mark.parametrize("layout,schedule", [(TWO, "gpipe"), (TWO, "1f1b"), (FOUR, "gpipe"),
@@ -78,7 +82,8 @@ REPLICATED = {**TWO, "stage_to_rank_map": {"0": [0, 2], "1": [1, 3]}}   # 2 stag
 def test_flush_schedules_equal_accumulation(tmp_path, reference, layout, schedule):
   """m = 4 on 2 and 4 stages (4 stages: stage 0 holds the embeddings alone), and on 2 stages
   of 2 data-parallel ranks each (2 micro-batches per replica pipeline)."""
-  trainer = pipeline(tmp_path, layout, schedule)
+  devices = REPLICA_DEVICES if layout is REPLICATED else DEVICES
+  trainer = pipeline(tmp_path, layout, schedule, devices=devices)
   ref_weights, ref_metrics = reference
   diff = max_diff(weights(trainer.model), ref_weights)
   print(f"{schedule} on {layout['stage_to_rank_map']}: max |w - w_ref| = {diff:.2e}")
@@ -86,9 +91,9 @@ def test_flush_schedules_equal_accumulation(tmp_path, reference, layout, schedul
   assert abs(trainer.fit_metrics["loss"] - ref_metrics["loss"]) <= 1e-6
   assert {v.device[-5:] for v in trainer.staged.variables[1]} == {"CPU:1"}
   assert trainer.stage_optimizers[1].iterations.device.endswith("CPU:1")
-  if layout is REPLICATED:   # replica 1 of stage 1 is on CPU:1 (rank 3) and equals replica 0
-    copy = trainer.replicas[1].variables[1]
-    assert {v.device[-5:] for v in copy} == {"CPU:1"}
+  if layout is REPLICATED:   # replica 1 of stage 1 is on CPU:0 (rank 3) and equals replica 0
+    assert {v.device[-5:] for v in trainer.replicas[1].variables[1]} == {"CPU:0"}
+    assert {v.device[-5:] for v in trainer.replicas[1].variables[0]} == {"CPU:1"}
     assert max_diff(weights(trainer.replicas[1].model), weights(trainer.model)) == 0.0
   if layout is FOUR and schedule == "1f1b":
     checkpoint_loads_into_single_device_models(trainer, tmp_path)

@@ -34,18 +34,27 @@ def owner_stage(scope: str, layouts) -> int | None:
   return next(s for s, l in enumerate(layouts) if l.heads)   # pooler, heads
 
 
+_ACTIVE = []   # (layouts, devices) of the placement scopes entered, innermost last
+
+
 @contextlib.contextmanager
 def placement(layouts, devices):
-  """Within: model variables are created on ``devices[owner_stage]``; the rest as usual."""
+  """Within: model variables are created on ``devices[owner_stage]``; the rest as usual. The
+  innermost scope decides (an outer creator runs inside an inner one and would win)."""
   def creator(next_creator, **kwargs):
-    stage = owner_stage(tf.get_current_name_scope(), layouts)
+    layouts_, devices_ = _ACTIVE[-1]
+    stage = owner_stage(tf.get_current_name_scope(), layouts_)
     if stage is None:
       return next_creator(**kwargs)
-    with tf.device(devices[stage]):
+    with tf.device(devices_[stage]):
       return next_creator(**kwargs)
 
-  with tf.variable_creator_scope(creator):
-    yield
+  _ACTIVE.append((layouts, devices))
+  try:
+    with tf.variable_creator_scope(creator):
+      yield
+  finally:
+    _ACTIVE.pop()
 
 
 class StagedModel:
