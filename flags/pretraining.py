@@ -83,10 +83,23 @@ def _model_problems(v) -> list[str]:
     bert = common.bert_config_from_flags(v)
   except Exception as e:  # pylint: disable=broad-except (missing file: TF's NotFoundError)
     return [f"--bert_config_file: {e}" if v.bert_config_file else f"--bert_preset: {e}"]
+  problems = []
   if v.max_seq_length > bert.max_position_embeddings:
-    return [f"--max_seq_length={v.max_seq_length} exceeds the model's max_position_embeddings="
-            f"{bert.max_position_embeddings} ({v.bert_config_file or v.bert_preset})"]
-  return []
+    problems.append(f"--max_seq_length={v.max_seq_length} exceeds the model's "
+                    f"max_position_embeddings={bert.max_position_embeddings} "
+                    f"({v.bert_config_file or v.bert_preset})")
+  if v.dynamic_masking and v.vocab_file:
+    # Masking draws random ids from the vocab: a bigger one than the model's gives ids past
+    # its embedding table.
+    from bert_tf import tokenization
+    try:
+      size = max(tokenization.load_vocab(v.vocab_file).values()) + 1
+    except Exception as e:  # pylint: disable=broad-except (missing file: TF's NotFoundError)
+      return problems + [f"--vocab_file: {e}"]
+    if size > bert.vocab_size:
+      problems.append(f"--vocab_file {v.vocab_file} has {size} tokens but the model's "
+                      f"vocab_size is {bert.vocab_size}: wrong vocab or config?")
+  return problems
 
 
 def to_configs(v) -> configs.RunSpec:

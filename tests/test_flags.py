@@ -69,12 +69,14 @@ def test_flags_file_lists_every_flag_and_reads_back_to_the_same_configuration(tm
   the same resolved configuration and passes the validator (a default given explicitly is
   not a contradiction: --collective=auto under Mirrored, --initial_loss_scale under fp32)."""
   from flags import common
+  vocab = tmp_path / "vocab.txt"  # read by the validator (its size against the model's)
+  vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n")
   v = _parse(*REQUIRED, "--multi_gpu", "--gradient_accumulation_steps=2", "--dynamic_masking",
-             "--vocab_file=vocab.txt", "--eval_input_file=held_out.tfrecord")
+             f"--vocab_file={vocab}", "--eval_input_file=held_out.tfrecord")
   pretraining_flags.validate(v)
   lines = common.flags_file_lines(v)
   for expected in ("--multi_gpu", "--gradient_accumulation_steps=2", "--dynamic_masking",
-                   "--vocab_file=vocab.txt", "--eval_input_file=held_out.tfrecord",
+                   f"--vocab_file={vocab}", "--eval_input_file=held_out.tfrecord",
                    "--collective=auto", "--initial_loss_scale=32768.0", "--nouse_fp16"):
     assert expected in lines, (expected, lines)
   path = tmp_path / "run.flags"
@@ -142,3 +144,17 @@ def test_classifier_vocab_larger_than_the_model_is_refused():
   with pytest.raises(app.UsageError, match="--vocab_file has 150 tokens but the model's "
                      "vocab_size is 100"):
     common.check_fits(spec, 150, 1)
+
+
+def test_dynamic_masking_vocab_larger_than_the_model_is_refused(tmp_path):
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("".join(f"t{i}\n" for i in range(150)))
+  args = [a for a in REQUIRED if not a.startswith("--vocab_size")]
+  pretraining_flags.validate(_parse(*args, "--vocab_size=150", "--dynamic_masking",
+                                    f"--vocab_file={vocab}"))
+  with pytest.raises(app.UsageError, match=r"--vocab_file \S*vocab.txt has 150 tokens but "
+                     "the model's vocab_size is 100"):
+    pretraining_flags.validate(_parse(*REQUIRED, "--dynamic_masking", f"--vocab_file={vocab}"))
+  with pytest.raises(app.UsageError, match="--vocab_file: .*missing.txt"):
+    pretraining_flags.validate(_parse(*REQUIRED, "--dynamic_masking",
+                                      f"--vocab_file={tmp_path / 'missing.txt'}"))
