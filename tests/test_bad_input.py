@@ -124,3 +124,23 @@ def test_truncated_or_random_bytes_tfrecords_name_the_file_and_byte_counts(tmp_p
   with pytest.raises(FileNotFoundError, match=r"no files match input pattern \S*nothing-\*"):
     pretraining_input.make_pretraining_dataset(str(tmp_path / "nothing-*"), 4, SEQ, PREDS,
                                                False)
+
+
+@pytest.mark.unit
+def test_every_file_damaged_with_skip_corrupt_records_is_an_error_not_a_spin(tmp_path):
+  paths = []
+  for i in range(3):  # damaged in their first record's header: nothing readable at all
+    data = bytearray(open(_records(tmp_path / f"r{i}.tfrecord", seed=i), "rb").read())
+    data[3] ^= 0xFF
+    (tmp_path / f"bad{i}.tfrecord").write_bytes(bytes(data))
+    paths.append(str(tmp_path / f"bad{i}.tfrecord"))
+  ds = pretraining_input.make_pretraining_dataset(",".join(paths), 4, SEQ, PREDS, True, seed=1,
+                                                  skip_corrupt=True)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"no readable pretraining record in "
+                     r"two passes over the 3 input file\(s\) .*bad\d.tfrecord"):
+    next(iter(ds))
+  # One good file among them: it trains on the good one, counting the skips.
+  good = _records(tmp_path / "good.tfrecord", batch=32)
+  ds = pretraining_input.make_pretraining_dataset(",".join(paths + [good]), 4, SEQ, PREDS, True,
+                                                  seed=1, skip_corrupt=True)
+  assert sum(1 for _ in ds.take(40)) == 40

@@ -109,9 +109,33 @@ def _file_records(path, size, skip_corrupt, corrupt_counter):
     with tf.control_dependencies([tf.debugging.Assert(tf.logical_not(damaged), [message])]):
       return tf.identity(record), is_end
 
+  # (record, path, is_end): the end markers are dropped after the interleave (see
+  # _fail_if_nothing_readable).
   return (marked.scan(tf.constant(0, tf.int64), account)
-          .map(check).filter(lambda record, is_end: tf.logical_not(is_end))
-          .map(lambda record, is_end: (record, path)))
+          .map(check).map(lambda record, is_end: (record, path, is_end)))
+
+
+def _fail_if_nothing_readable(ds, num_files: int):
+  """With --skip_corrupt_records, files damaged from their first record yield nothing; if
+  all are, a repeated pass over them would spin forever. More consecutive file ends than two
+  passes' worth with no record between them is an error naming the last file."""
+  import tensorflow as tf
+  limit = 2 * num_files + 2
+
+  def count(run, item):
+    record, path, is_end = item
+    run = tf.where(is_end, run + 1, tf.constant(0, tf.int64))
+    return run, (record, path, is_end, run)
+
+  def check(record, path, is_end, run):
+    message = tf.strings.format(
+        "no readable pretraining record in two passes over the " + str(num_files) +
+        " input file(s) with --skip_corrupt_records: every file is damaged from its first "
+        "record (the last: {})", (path,))
+    with tf.control_dependencies([tf.debugging.Assert(run < limit, [message])]):
+      return tf.identity(record), path, is_end
+
+  return ds.scan(tf.constant(0, tf.int64), count).map(check)
 
 
 def _shard(files: list, input_context, num_shards, shard_index) -> tuple[list, tuple | None]:
@@ -256,6 +280,10 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
       num_parallel_calls=tf.data.AUTOTUNE,
       # By-record sharding needs the same record order on every worker.
       deterministic=record_shard is not None or not is_training or seed is not None)
+  if skip_corrupt and is_training:
+    ds = _fail_if_nothing_readable(ds, len(files))
+  ds = ds.filter(lambda record, path, is_end: tf.logical_not(is_end)).map(
+      lambda record, path, is_end: (record, path))
   if record_shard is not None:
     ds = ds.shard(*record_shard)
     if is_training:
