@@ -70,18 +70,19 @@ def distillation_set(spec: configs.RunSpec, distill, task, tokenizer, runtime):
           f"(teacher max_position_embeddings {teacher.max_position_embeddings})")
   features = distill_data.distill_features(examples, labelled, task, tokenizer,
                                            run.max_seq_length, teacher_tok)
-  path = FLAGS.write_teacher_logits
-  if path:
+  path, logits = FLAGS.write_teacher_logits, None
+  if path:  # every worker keeps the gathered logits; the chief writes them
     logits = distillation.compute_teacher_logits(distill, run, runtime, task, features)
     if runtime.is_chief:
       distill_data.write_teacher_logits(path, logits, features, task)
-    logging.info("wrote the teacher's logits of %d examples to %s", len(features), path)
+      logging.info("wrote the teacher's logits of %d examples to %s", len(features), path)
     distill = dataclasses.replace(distill, teacher_logits_file=path)
-  if distill.teacher_logits_file:
+  elif distill.teacher_logits_file:
     try:
       logits = distill_data.read_teacher_logits(distill.teacher_logits_file, features, task)
     except (FileNotFoundError, ValueError) as e:
       sys.exit(f"error: {e}")
+  if logits is not None:
     features = dataclasses.replace(features, teacher=None, teacher_logits=logits)
   return features, distill
 
