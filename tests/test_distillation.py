@@ -216,7 +216,7 @@ def test_bad_settings_are_refused_naming_the_flag(setup, tmp_path):
     DistillConfig(alpha=1.5)
   with pytest.raises(ValueError, match=r"--distill_temperature=0.0: expected a value > 0"):
     DistillConfig(temperature=0.0)
-  with pytest.raises(ValueError, match="no such file"):
+  with pytest.raises(FileNotFoundError, match="teacher_logits_file=.*missing.npz: no such file"):
     distill_data.read_teacher_logits(str(tmp_path / "missing.npz"), setup["features"],
                                      setup["task"])
 
