@@ -5,30 +5,29 @@ tf-models-official as ``official.nlp.tools.tokenization.FullTokenizer``), for ca
 vocabularies, but runs as TensorFlow ops on whole batches: usable from Python, inside
 ``tf.data`` and in an exported SavedModel (``TokenizerLayer``).
 
-Why not ``tensorflow_text.BertTokenizer`` / ``FastBertTokenizer`` as they are: they differ from
-google's ``BasicTokenizer`` in details that change ids: they case-fold (NFKC_Casefold, so
-"Straße" -> "strasse" and "ﬁ" -> "fi") where google calls ``str.lower()``; they turn control
-characters into spaces where google deletes them ("a\\x00b" is one word for google); and they
-limit words in bytes where google limits them to 200 characters. So normalization is spelled
-out here with regular expressions whose character classes are computed from Python's
-``unicodedata`` (the very table google's code consults), and tensorflow-text does the rest.
+Why not ``tensorflow_text.BertTokenizer`` / ``FastBertTokenizer`` as they are: they case-fold
+(NFKC_Casefold: "Straße" -> "strasse") where google calls ``str.lower()``, turn control
+characters into spaces where google deletes them ("a\\x00b" is one word for google), and limit
+words in bytes, not in characters. So normalization is spelled out here with regular
+expressions whose classes come from Python's ``unicodedata`` (the table google consults).
 
 Pipeline for a batch of strings (all TensorFlow ops):
   1. drop bytes that are not valid UTF-8 (google decodes with ``errors="ignore"``);
   2. delete NUL, U+FFFD and control/format characters except tab, CR and LF;
-  3. uncased only: ``str.lower()`` (ICU full case mapping, with the Greek final-sigma rule that
-     Python's ``str.lower`` also applies; the few letters TensorFlow's older ICU does not
-     lower-case are mapped from Python's table), NFD, delete non-spacing marks (category Mn);
-  4. fast path: ``FastWordpieceTokenizer`` end to end (its whitespace / punctuation / CJK split
-     equals google's for every code point Python assigns), with words over
-     ``max_chars_per_word`` *bytes* cut to the unknown token;
-  5. exact path, only for the rare rows where step 4 cut a word by bytes or that hold a code
-     point unassigned in Python's tables: split with the Python-derived classes, words over
-     ``max_chars_per_word`` *characters* to the unknown token, then WordPiece.
+  3. uncased only: ``str.lower()`` (ICU's, with Greek final sigma as Python's; letters the older
+     ICU leaves alone are mapped from Python's table), NFD, delete marks (category Mn);
+  4. fast path: ``FastWordpieceTokenizer`` end to end (it splits like google on every code
+     point Python assigns), words over ``max_chars_per_word`` *bytes* cut to the unknown token;
+  5. exact path, only for rows where step 4 cut a word by bytes or with a code point Python
+     leaves unassigned: split with Python's classes, cut words by characters, WordPiece.
+``BertTokenizer.encode_batch`` normalizes "plain" lines (ASCII, plus characters normalization
+keeps that are words alone: curly quotes, dashes, CJK) with C string methods, then step 4.
 Every assigned code point is checked against the reference in tests/test_tokenization.py.
 """
 from __future__ import annotations
 
+import gc
+import itertools
 import logging
 import os
 import re
@@ -38,7 +37,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras
 
-from bert_tf.unicode_classes import lower_fixes, patterns
+from bert_tf.unicode_classes import lower_fixes, patterns, plain_class
 
 # google's WordpieceTokenizer.max_input_chars_per_word. (Model Garden's copy of the reference
 # raised it to 400; google's released models were trained with 200.)
@@ -82,8 +81,8 @@ def _id_list(vocab: dict[str, int]) -> list[str]:
 
 
 def _fit_for_wordpiece(vocab: list[str]) -> list[str]:
-  # FastWordpieceTokenizer refuses tokens over 256 UTF-8 bytes; no released BERT vocab has
-  # one. Such a token becomes unmatchable (with a warning) rather than failing the build.
+  # FastWordpieceTokenizer refuses tokens over 256 UTF-8 bytes (none in released vocabs):
+  # such a token becomes unmatchable (with a warning) rather than failing the build.
   out = []
   for i, token in enumerate(vocab):
     if len(token.encode("utf-8")) - (2 if token.startswith("##") else 0) > 256:
@@ -144,17 +143,14 @@ class TokenizerLayer(tf_keras.layers.Layer):
     self.validate_utf8 = bool(validate_utf8)
     self.parallel_chunks = max(1, int(parallel_chunks))
     self._patterns = patterns()
-    # Fast path: tensorflow-text's end-to-end FastWordpieceTokenizer, which splits on
-    # whitespace, punctuation and CJK exactly like google for every code point that Python's
-    # unicodedata assigns (checked over all code points in tests/test_tokenization.py). Its
-    # word limit is in bytes; at max_chars_per_word bytes every word it accepts is also short
-    # enough in characters, and the rare longer ones go to the exact path.
+    # Fast path: tensorflow-text's end-to-end FastWordpieceTokenizer splits like google for
+    # every code point Python assigns (tests/test_tokenization.py checks all). Its word limit
+    # is in bytes: a word it accepts is short enough in characters; longer ones go exact.
     self._fast = tf_text.FastWordpieceTokenizer(
         vocab=vocab, suffix_indicator="##", max_bytes_per_word=self.max_chars_per_word,
         token_out_type=tf.int64, unknown_token=unk_token, no_pretokenization=False)
-    # Exact path, for rows with a word over max_chars_per_word bytes or with a code point
-    # unassigned in Python's Unicode tables (newer ICU may call it punctuation): split with
-    # regular expressions built from Python's unicodedata, cut long words by characters.
+    # Exact path, for rows with a word over max_chars_per_word bytes or a code point Python
+    # leaves unassigned: split with Python-derived classes, cut long words by characters.
     self._exact = tf_text.FastWordpieceTokenizer(
         vocab=vocab, suffix_indicator="##", max_bytes_per_word=4 * self.max_chars_per_word + 4,
         token_out_type=tf.int64, unknown_token=unk_token, no_pretokenization=True)
@@ -251,6 +247,35 @@ class TokenizerLayer(tf_keras.layers.Layer):
 # Python API.
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# google's _clean_text deletes these (category Cc, other than tab, LF and CR).
+_ASCII_CONTROL = bytes(c for c in range(128) if c < 32 and c not in b"\t\n\r" or c == 127)
+
+
+def _lists(ids: tf.RaggedTensor | list[tf.Tensor]) -> list[list[int]]:
+  """Each row's ids as a list of int, from a RaggedTensor or [flat values, row splits]."""
+  values, splits = (ids.flat_values, ids.row_splits) if hasattr(ids, "row_splits") else ids
+  # Slicing one flat list is several times faster than RaggedTensor.to_list(); lists of ints
+  # make no cycles, so the collector (which thousands of new lists trigger) is paused.
+  values, splits = values.numpy().tolist(), splits.numpy().tolist()
+  paused = gc.isenabled()
+  gc.disable()
+  rows = [values[a:b] for a, b in zip(splits[:-1], splits[1:])]
+  if paused:
+    gc.enable()
+  return rows
+
+
+def _joined(texts: Sequence[str | bytes]) -> str | None:
+  """The texts as one NUL-separated str (bytes decoded as google does); None if a text holds
+  a NUL or is not str or bytes (or they mix)."""
+  try:
+    joined = "\0".join(texts)
+  except TypeError:
+    try:
+      joined = b"\0".join(texts).decode("utf-8", "ignore")  # no UTF-8 sequence holds a NUL
+    except TypeError:
+      return None
+  return joined if joined.count("\0") == len(texts) - 1 else None
 
 
 class BertTokenizer:
@@ -285,9 +310,11 @@ class BertTokenizer:
                                  parallel_chunks=parallel_chunks)
     # Traced once; batches of any size reuse it.
     self._fn = tf.function(self._layer, input_signature=[tf.TensorSpec([None], tf.string)])
-    # A lone surrogate (possible in a Python str, impossible in UTF-8) is, for google, a
-    # character of no category that makes its word [UNK]; a private-use character outside the
-    # vocabulary behaves the same.
+    self._unplain = re.compile("[^\\x00-\\x7f" + plain_class()[1:])  # see encode_batch
+    self._ascii_table = bytes(range(256)).lower() if do_lower_case else None  # ASCII only
+    self._plain_fn = tf.function(self._plain_ids, input_signature=[tf.TensorSpec([None], tf.string)])
+    # A lone surrogate (possible in a Python str, not in UTF-8) is, for google, a character of
+    # no category that makes its word [UNK]; so is a private-use character not in the vocab.
     self._surrogate_stand_in = next(chr(cp) for cp in range(0xE000, 0xF8FF)
                                     if chr(cp) not in self.vocab
                                     and "##" + chr(cp) not in self.vocab)
@@ -310,6 +337,27 @@ class BertTokenizer:
         out.append(_SURROGATES.sub(self._surrogate_stand_in, t).encode("utf-8"))
     return out
 
+  def _plain_ids(self, strings: tf.Tensor) -> list[tf.Tensor]:
+    """Ids of plain text already normalized: [flat ids, row splits] per parallel chunk.
+
+    Plain text (see encode_batch) normalizes as ASCII does: delete the ASCII control
+    characters and, uncased, lower-case ASCII letters (``_plain_texts``). Its words of more
+    than one character are ASCII, so ``FastWordpieceTokenizer``'s byte limit is google's
+    character limit, and all its code points are assigned: the output needs no exact path.
+    """
+    parts, chunks = [], self._layer.parallel_chunks
+    batch = tf.shape(strings, out_type=tf.int64)[0]
+    for i in range(chunks):
+      ids = self._layer._fast.tokenize(strings[batch * i // chunks:batch * (i + 1) // chunks])
+      parts += [tf.cast(ids.flat_values, tf.int32), ids.row_splits]
+    return parts
+
+  def _plain_lists(self, joined: str) -> list[list[int]]:
+    """Ids of NUL-separated plain texts, normalized here in C string methods."""
+    normalized = joined.encode("utf-8").translate(self._ascii_table, _ASCII_CONTROL[1:])
+    parts = self._plain_fn(tf.constant(normalized.split(b"\0")))
+    return [ids for i in range(0, len(parts), 2) for ids in _lists(parts[i:i + 2])]
+
   def encode_ragged(self, texts: Sequence[str | bytes]) -> tf.RaggedTensor:
     """int32 RaggedTensor of shape [batch_size, (num_tokens)]: the ids of each text."""
     return self._fn(tf.constant(self._to_bytes(texts), tf.string, shape=[len(texts)]))
@@ -318,11 +366,19 @@ class BertTokenizer:
     """Token ids of each text: list (len batch_size) of lists of int."""
     if not len(texts):
       return []
-    ids = self.encode_ragged(texts)
-    # Slicing one flat list is several times faster than RaggedTensor.to_list().
-    values = ids.flat_values.numpy().tolist()
-    splits = ids.row_splits.numpy().tolist()
-    return [values[a:b] for a, b in zip(splits[:-1], splits[1:])]
+    # Plain lines (see the module doc) skip the normalization ops; the others take them.
+    joined = _joined(texts)
+    if joined is None:  # a NUL in a text, or a text of another type (raises the TypeError)
+      return _lists(self.encode_ragged(texts))
+    unplain = self._unplain.search
+    if joined.isascii() or not unplain(joined):
+      return self._plain_lists(joined)
+    strs = joined.split("\0")
+    plain = [t.isascii() or not unplain(t) for t in strs]
+    plain_ids = iter(self._plain_lists("\0".join(itertools.compress(strs, plain)))
+                     if any(plain) else ())
+    other_ids = iter(_lists(self.encode_ragged([t for t, p in zip(strs, plain) if not p])))
+    return [next(plain_ids) if p else next(other_ids) for p in plain]
 
   def tokenize_batch(self, texts: Sequence[str | bytes]) -> list[list[str]]:
     """Word pieces of each text: list (len batch_size) of lists of str."""

@@ -84,3 +84,27 @@ def lower_fixes() -> tuple[tuple[int, ...], tuple[int, ...]]:
       keys.append(ord(c))
       values.append(ord(c.lower()))
   return tuple(keys), tuple(values)
+
+
+@functools.lru_cache(maxsize=None)
+def plain_class() -> str:
+  """A Python ``re`` class of the non-ASCII code points google's normalization leaves alone
+  and that never sit inside a word: punctuation (P*), space separators (Zs) and the CJK
+  ideographs google splits off, each unchanged by ``str.lower()`` and by NFD. Text whose
+  non-ASCII characters are all in it normalizes as ASCII text does (see
+  ``bert_tf.tokenization.BertTokenizer.encode_batch``)."""
+  cats = _categories()
+  candidates = np.char.startswith(cats, "P") | (cats == "Zs")
+  for lo, hi in _CJK_RANGES:
+    candidates[lo:hi + 1] = True
+  candidates[:128] = False
+  keep = [cp for cp in np.flatnonzero(candidates).tolist()
+          if chr(cp).lower() == chr(cp) and unicodedata.normalize("NFD", chr(cp)) == chr(cp)]
+  parts, start = [], None
+  for i, cp in enumerate(keep):  # ranges of consecutive code points
+    if start is None:
+      start = cp
+    if i + 1 == len(keep) or keep[i + 1] != cp + 1:
+      parts.append(f"\\U{start:08X}" if start == cp else f"\\U{start:08X}-\\U{cp:08X}")
+      start = None
+  return "[" + "".join(parts) + "]"

@@ -1,7 +1,9 @@
 """bert_tf.tokenization against google's FullTokenizer (tf-models-official's copy)."""
 import collections
+import os
 import random
 import sys
+import tempfile
 import unicodedata
 
 import bert_tf  # noqa: F401  (before tensorflow: selects Keras 2)
@@ -133,6 +135,46 @@ def test_every_code_point_matches_reference(tokenizers):
       diff = next(i for i, (a, b) in enumerate(zip(ids + [-1], expected + [-1])) if a != b)
       pytest.fail(f"code point mismatch near ours={vocab[ids[diff]] if diff < len(ids) else None!r}"
                   f" reference={vocab[expected[diff]] if diff < len(expected) else None!r}")
+
+
+def test_plain_lines_batch_paths_match_reference(tokenizers):
+  """encode_batch's plain-line path (normalized with C string methods, no normalization ops):
+  all-plain batches, mixed batches, bytes, a NUL inside a line, long words, ASCII controls."""
+  ref, ours = tokenizers
+  plain = ["Hello, World! It\u2019s \u201cquoted\u201d \u2014 ok\u2026 \u4e2d\u6587\u3002\u3000x",
+           "ASCII ctrl\x01\x7f\x0bhere\ttab\r\nEND", "x" * 200 + " " + "y" * 201 + "\u2019" + "z" * 200,
+           "", "   ", "MiXeD CaSe 3:45 p.m.; isn't it?", "\u00a0nbsp\u2003em\u3000ideo"]
+  other = ["Caf\u00e9 \u00c9COLE", "\uf900 compat", "\u0394\u0399\u039f\u03a3", "a\u00adb", "\u00df"]
+  cases = [plain, plain + other, other + plain[::-1], [t.encode("utf-8") for t in plain + other],
+           [b"plain \xff\xe2\x80 bytes", b"\xe2\x80\x99q"], ["a\x00b " + plain[0]] + plain,
+           [plain[0].encode("utf-8"), plain[1]], [plain[0]] * 3]
+  for batch in cases:
+    assert ours.encode_batch(batch) == [_reference_ids(ref, t) for t in batch], batch[:2]
+  with pytest.raises(TypeError):
+    ours.encode_batch(["ok", 3])
+
+
+def test_every_plain_code_point_matches_reference(tokenizers):
+  """Each code point of the plain class (unicode_classes.plain_class) through encode_batch's
+  plain path, between ASCII letters in both cases, with every character in the vocab."""
+  from bert_tf.unicode_classes import plain_class
+  import re
+  ref, _ = tokenizers
+  lower = ref.basic_tokenizer.do_lower_case
+  plain_re = re.compile(plain_class())
+  cps = [cp for cp in range(0x80, sys.maxunicode + 1)
+         if not 0xD800 <= cp <= 0xDFFF and plain_re.match(chr(cp))]
+  assert 0x2019 in cps and 0x4E2D in cps and 0xE9 not in cps and 0xF900 not in cps
+  lines = ["".join("xX%sYy" % chr(cp) for cp in cps[i:i + 100]) for i in range(0, len(cps), 100)]
+  chars = sorted({c for line in lines for c in line.lower()} | set("xXyY"))
+  vocab = SPECIALS + chars + ["##" + c for c in chars] + ["xx", "##yy", "yyxx", "##yyxx"]
+  path = os.path.join(tempfile.mkdtemp(), "vocab.txt")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("".join(t + "\n" for t in vocab))
+  ref_all = reference.FullTokenizer(path, do_lower_case=lower)
+  ours = tokenization.BertTokenizer(path, do_lower_case=lower)
+  assert ours._unplain.search("".join(lines)) is None  # all on the plain path
+  assert ours.encode_batch(lines) == [_reference_ids(ref_all, line) for line in lines]
 
 
 def test_random_unicode_never_raises_and_matches(tokenizers):
