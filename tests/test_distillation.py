@@ -158,6 +158,13 @@ def test_teacher_and_student_tokenize_each_example_with_their_own_vocab(setup):
   assert setup["student_tok"].inv_vocab[int(features.student.ids[1])] == first_word.lower()
   assert setup["teacher_tok"].inv_vocab[int(features.teacher.ids[1])] == first_word
   assert not np.array_equal(features.student.ids, features.teacher.ids)
+  # Transfer examples (after the 240 labelled): their file's labels are dropped.
+  n = setup["labelled"]
+  assert n == 240 and len(features) == 330 and features.labelled.sum() == n
+  assert (features.labels[:n] >= 0).all() and (features.labels[n:] == -1).all()
+  batch = distill_data.assemble_distill(features, [np.array([0, n, 1])])
+  np.testing.assert_array_equal(batch["gold_weights"], [[1, 0, 1]])
+  np.testing.assert_array_equal(batch["label_weights"], [[1, 1, 1]])
 
 
 def _distill(setup, **overrides):
