@@ -55,7 +55,7 @@ def main(_):
                                   vocab_size=spec.bert_config.vocab_size),
       eval_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.eval_files, is_training=False,
                                  vocab_size=spec.bert_config.vocab_size))
-  pipeline = pipeline_flags.to_spec(FLAGS, spec.bert_config.num_hidden_layers)
+  pipeline = pipeline_flags.to_spec(FLAGS, spec.bert_config)
   if pipeline is None:
     trainer = training.Pretrainer(spec.bert_config, spec.run, spec.optimizer, runtime, **datasets)
   else:

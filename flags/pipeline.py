@@ -12,6 +12,7 @@ from typing import Optional
 
 from absl import flags as absl_flags
 
+from bert_tf.pipeline import balance
 from bert_tf.pipeline import conf as conf_lib
 from flags import common
 
@@ -22,6 +23,7 @@ class PipelineSpec:
   schedule: str
   num_microbatches: int
   steps_per_call: int
+  predicted_shares: Optional[list] = None   # --pipeline_stages: estimated cost per stage
 
 
 def define_pipeline_flags(flag_values=absl_flags.FLAGS) -> None:
@@ -29,8 +31,9 @@ def define_pipeline_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_string("pipeline_config", None, "PipeDream conf.json: module_to_stage_map and "
                   "stage_to_rank_map (README 'Pipeline parallelism'). Turns pipeline mode on.")
   f.DEFINE_integer("pipeline_stages", 0, "Pipeline mode without a conf.json: this many stages, "
-                   "one device each, the encoder layers split evenly (the layout used is "
-                   "written to <output_dir>/pipeline_conf.json, to edit and pass back).")
+                   "one device each, modules split to balance their estimated cost (the "
+                   "layout used is logged and written to <output_dir>/pipeline_conf.json, "
+                   "to edit and pass back).")
   f.DEFINE_enum("pipeline_schedule", "1f1b", list(conf_lib.SCHEDULES),
                 "gpipe: all forwards, then all backwards; 1f1b: PipeDream-Flush; 2bw: "
                 "PipeDream-2BW, double-buffered weights, W(t+1) = W(t) - lr grad f(W(t-1)).")
@@ -72,24 +75,30 @@ def problems(v) -> list[str]:
   if found:
     return found
   try:
-    num_layers = common.bert_config_from_flags(v).num_hidden_layers
+    bert = common.bert_config_from_flags(v)
   except Exception:  # pylint: disable=broad-except (a bad model config is reported elsewhere)
     return found
   try:
-    spec = to_spec(v, num_layers)
-    conf_lib.check_for_run(spec.conf, spec.schedule, spec.num_microbatches, num_layers)
+    spec = to_spec(v, bert)
+    conf_lib.check_for_run(spec.conf, spec.schedule, spec.num_microbatches,
+                           bert.num_hidden_layers)
   except conf_lib.PipelineConfigError as e:
     found.append(str(e))
   return found
 
 
-def to_spec(v, num_layers: int) -> Optional[PipelineSpec]:
-  """Flags -> the pipeline's layout and schedule (for a BERT of ``num_layers`` layers), or
+def to_spec(v, bert) -> Optional[PipelineSpec]:
+  """Flags -> the pipeline's layout and schedule for the model ``bert`` (a BertConfig), or
   None outside pipeline mode."""
   if not enabled(v):
     return None
+  shares = None
   if v.pipeline_config:
     conf = conf_lib.load_conf(v.pipeline_config)
   else:
-    conf = conf_lib.uniform_conf(v.pipeline_stages, num_layers)
-  return PipelineSpec(conf, v.pipeline_schedule, microbatches(v), v.pipeline_steps_per_call)
+    costs = balance.module_costs(bert.num_hidden_layers, bert.hidden_size,
+                                 bert.intermediate_size, bert.vocab_size, v.max_seq_length,
+                                 v.max_predictions_per_seq)
+    conf, shares = balance.balanced_conf(v.pipeline_stages, costs)
+  return PipelineSpec(conf, v.pipeline_schedule, microbatches(v), v.pipeline_steps_per_call,
+                      shares)

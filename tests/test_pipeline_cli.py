@@ -118,3 +118,20 @@ def test_bad_pipeline_flags_are_refused_before_running(tmp_path, extra, message)
   values(["prog"] + args)
   with pytest.raises(Exception, match=message):
     pretraining_flags.validate(values)
+
+
+@pytest.mark.integration
+def test_pipeline_stages_without_a_file_splits_by_estimated_cost(tmp_path):
+  from absl import flags as absl_flags
+  from flags import pipeline as pipeline_flags
+  from flags import pretraining as pretraining_flags
+  from flags import common
+  values = absl_flags.FlagValues()
+  pretraining_flags.define_pretraining_flags(values)
+  args = [a for a in _setup(tmp_path) if not a.startswith("--pipeline_config")]
+  values(["prog", *args, "--do_train", "--pipeline_stages=2"])
+  pretraining_flags.validate(values)
+  spec = pipeline_flags.to_spec(values, common.bert_config_from_flags(values))
+  assert spec.conf.num_stages == 2 and spec.schedule == "1f1b" and spec.num_microbatches == 4
+  assert len(spec.conf.module_to_stage_map) == 4 + 3 and sum(spec.predicted_shares) == \
+      pytest.approx(1.0)

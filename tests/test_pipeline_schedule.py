@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from bert_tf.pipeline import balance
 from bert_tf.pipeline import conf as conf_lib
 from bert_tf.pipeline import schedule as sched
 
@@ -116,9 +117,23 @@ def test_fine_grained_layout():
                               "stage_to_rank_map": {"0": [0], "1": [1], "2": [2]}})
   assert [(l.embeddings, l.layers, l.heads) for l in conf.stage_layouts(4)] == \
       [(True, (0,), False), (False, (1, 2), False), (False, (3,), True)]
-  assert conf_lib.uniform_conf(3, 5).stage_layouts(5) == [
-      conf_lib.StageLayout(True, (0,), False), conf_lib.StageLayout(False, (1, 2), False),
-      conf_lib.StageLayout(False, (3, 4), True)]
+
+
+def test_automatic_split_balances_estimated_cost():
+  # Equal modules: equal shares. A heavy last module (the heads) gets a stage to itself.
+  conf, shares = balance.balanced_conf(3, [1] * 6)
+  assert conf.module_to_stage_map == (0, 0, 1, 1, 2, 2, 2) and shares == [1 / 3] * 3
+  conf, shares = balance.balanced_conf(2, [1, 1, 1, 1, 5])
+  assert conf.stage_layouts(3) == [conf_lib.StageLayout(True, (0, 1, 2), False),
+                                   conf_lib.StageLayout(False, (), True)]
+  # BERT-24 on 8 stages (sequence 128, 20 predictions): the source's layout, 3 layers a stage.
+  costs = balance.module_costs(24, 1024, 4096, 30522, 128, 20)
+  conf, shares = balance.balanced_conf(8, costs)
+  assert [l.layers for l in conf.stage_layouts(24)] == [tuple(range(3 * s, 3 * s + 3))
+                                                         for s in range(8)]
+  assert max(shares) < 0.14 and sum(shares) == pytest.approx(1.0)
+  with pytest.raises(conf_lib.PipelineConfigError, match="expected 1 to 26 stages"):
+    balance.balanced_conf(27, costs)
 
 
 GOOD_RANKS = {"0": [0], "1": [1]}

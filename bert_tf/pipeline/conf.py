@@ -175,18 +175,3 @@ def check_for_run(conf: PipelineConf, schedule: str, num_microbatches: int,
         f"that only two weight versions are live; got {num_microbatches}")
   if num_layers is not None:
     conf.stage_layouts(num_layers)
-
-
-def uniform_conf(num_stages: int, num_layers: int, replicas: int = 1) -> PipelineConf:
-  """A fine-grained layout giving each stage an equal share of the layers; left-over layers
-  go to the middle stages first (stage 0 holds the embeddings, the last stage the heads)."""
-  if not 1 <= num_stages <= num_layers:
-    raise PipelineConfigError(f"{num_stages} stages for {num_layers} layers: expected 1 to "
-                              f"{num_layers} stages")
-  base, extra = divmod(num_layers, num_stages)
-  counts = [base + (1 if 0 < s <= extra else 0) for s in range(num_stages)]
-  layers = [s for s, c in enumerate(counts) for _ in range(c)]
-  modules = [0] + layers + [num_stages - 1, num_stages - 1]
-  ranks = {str(s): list(range(s * replicas, (s + 1) * replicas)) for s in range(num_stages)}
-  return parse_conf({"module_to_stage_map": modules, "stage_to_rank_map": ranks},
-                    f"--pipeline_stages={num_stages}")

@@ -14,6 +14,7 @@ import json
 import os
 from typing import Optional
 
+from absl import logging
 import tensorflow as tf
 
 from bert_tf import distribution, optimization
@@ -178,6 +179,10 @@ def from_spec(pipeline, spec, runtime: Runtime, **datasets) -> PipelinePretraine
   """run_pretraining.py's pipeline trainer: ``pipeline`` from ``flags.pipeline.to_spec``,
   ``spec`` the run's ``RunSpec``; m replaces the accumulation steps."""
   from bert_tf.pipeline import cluster  # pylint: disable=import-outside-toplevel
+  if pipeline.predicted_shares:
+    logging.info("pipeline split by estimated cost: %s, predicted share of the step per stage "
+                 "%s", json.dumps(pipeline.conf.to_json()),
+                 ", ".join(f"{x:.3f}" for x in pipeline.predicted_shares))
   run = dataclasses.replace(spec.run, gradient_accumulation_steps=pipeline.num_microbatches)
   devices = cluster.connect_if_cluster()   # None: this process's own devices
   return PipelinePretrainer(
