@@ -110,6 +110,8 @@ def test_source_layout_of_bert24_on_8_stages():
   assert layouts[0] == conf_lib.StageLayout(True, (0, 1, 2), False)
   assert layouts[7] == conf_lib.StageLayout(False, (21, 22, 23), True)
   assert conf_lib.parse_conf(conf.to_json()) == conf
+  # A run's pipeline_conf.json (the layout plus what it ran with) reads back as a layout.
+  assert conf_lib.parse_conf({**conf.to_json(), "schedule": "2bw", "num_microbatches": 8}) == conf
 
 
 def test_fine_grained_layout():

@@ -137,7 +137,10 @@ def parse_conf(data, source: str = "conf.json") -> PipelineConf:
   """A conf.json's parsed object -> ``PipelineConf``; ``PipelineConfigError`` names the entry."""
   if not isinstance(data, dict):
     _fail(source, "top level", f"expected an object, got {type(data).__name__}")
-  unknown = sorted(set(data) - {"module_to_stage_map", "stage_to_rank_map"})
+  # schedule and num_microbatches: what a run records in its pipeline_conf.json (read back
+  # as a layout, they are informational; the flags decide).
+  unknown = sorted(set(data) - {"module_to_stage_map", "stage_to_rank_map", "schedule",
+                                "num_microbatches"})
   if unknown:
     _fail(source, "top level", f"unknown key(s) {unknown}; expected module_to_stage_map and "
           "stage_to_rank_map")
