@@ -40,9 +40,9 @@ def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
 def validate(v) -> None:
   """The one place contradictory or impossible combinations are refused."""
   problems = common.validate_common(v)
-  folder = common.validate_task_folder(v, classifier_data.TASK_NAMES)
-  if v.write_teacher_logits:  # writing the teacher's logits is a phase of its own
-    folder = [p for p in folder if not p.startswith("at least one of --do_train")]
+  # Writing the teacher's logits is a phase of its own.
+  folder = common.validate_task_folder(v, classifier_data.TASK_NAMES,
+                                       other_phase=bool(v.write_teacher_logits))
   problems += folder
   problems += common.validate_finetuning(v)
   problems += distillation.validate(v)

@@ -129,12 +129,14 @@ def finetune_optimizer(flag_values) -> configs.OptimizerConfig:
       weight_decay_rate=v.weight_decay_rate, clip_norm=v.clip_norm)
 
 
-def validate_task_folder(v, task_names) -> list[str]:
-  """Problems of a task read from a folder (run_classifier.py, run_tagging.py)."""
+def validate_task_folder(v, task_names, other_phase: bool = False) -> list[str]:
+  """Problems of a task read from a folder (run_classifier.py, run_tagging.py).
+  ``other_phase``: the run does something else than train / eval / predict (e.g. write a
+  teacher's logits), so none of --do_* is needed."""
   problems = []
   if not v.task_name:
     problems.append(f"--task_name (or --task) is required: one of {list(task_names)}")
-  if not (v.do_train or v.do_eval or v.do_predict):
+  if not (v.do_train or v.do_eval or v.do_predict or other_phase):
     problems.append("at least one of --do_train, --do_eval or --do_predict must be given")
   for name in ("data_dir", "vocab_file"):
     if not getattr(v, name):
