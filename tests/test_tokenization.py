@@ -147,8 +147,8 @@ def test_plain_lines_batch_paths_match_reference(tokenizers):
   other = ["Caf\u00e9 \u00c9COLE", "\uf900 compat", "\u0394\u0399\u039f\u03a3", "a\u00adb", "\u00df"]
   cases = [plain, plain + other, other + plain[::-1], [t.encode("utf-8") for t in plain + other],
            [b"plain \xff\xe2\x80 bytes", b"\xe2\x80\x99q"], ["a\x00b " + plain[0]] + plain,
-           [plain[0].encode("utf-8"), plain[1]], [plain[0]] * 3]
-  for batch in cases:
+           [plain[0].encode("utf-8"), plain[1]], [plain[0]] * 3, plain + other * 221]
+  for batch in cases:  # the last: over 1024 other lines, in parallel chunks
     assert ours.encode_batch(batch) == [_reference_ids(ref, t) for t in batch], batch[:2]
   with pytest.raises(TypeError):
     ours.encode_batch(["ok", 3])
