@@ -50,6 +50,9 @@ def main(_):
   spec = pretraining_flags.to_configs(FLAGS)
   runtime = distribution.start(spec.distribution)
   common_flags.record_run(FLAGS, spec, runtime)
+  if FLAGS.elastic:  # built for one rank; the elastic loop splits the batch per world size
+    from bert_tf.training import elastic
+    runtime = elastic.as_one_rank(runtime)
   datasets = dict(
       train_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.input_file, is_training=True,
                                   vocab_size=spec.bert_config.vocab_size),
@@ -61,7 +64,9 @@ def main(_):
   else:
     from bert_tf.pipeline import trainer as pipeline_trainer  # pipeline mode only
     trainer = pipeline_trainer.from_spec(pipeline, spec, runtime, **datasets)
-  if spec.phases.do_train:
+  if spec.phases.do_train and FLAGS.elastic:
+    elastic.train(trainer, FLAGS.elastic_commit_steps, init_checkpoint=spec.init_checkpoint)
+  elif spec.phases.do_train:
     trainer.train(init_checkpoint=spec.init_checkpoint)
   if spec.phases.do_eval:
     if not spec.phases.do_train:

@@ -40,6 +40,9 @@ def define_pretraining_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_float("poly_power", 1.0, "Power of the polynomial decay (NVIDIA's LAMB recipe: 0.5).")
   f.DEFINE_enum("bias_correction", "auto", ["auto", "true", "false"], "Adam bias correction; "
                 "auto = off for adamw (google), on for lamb. gluon-nlp's LAMB recipe: false.")
+  f.DEFINE_bool("elastic", False, "Horovod elastic training (horovodrun --min-np/--max-np/"
+                "--host-discovery-script): lost ranks roll back to the last commit and go on.")
+  f.DEFINE_integer("elastic_commit_steps", 10, "--elastic: commit the state every N steps.")
   pipeline_flags.define_pipeline_flags(flag_values)
 
 
@@ -69,6 +72,12 @@ def validate(v) -> None:
                     f"--save_checkpoints_steps ({v.save_checkpoints_steps})")
   if v.dynamic_masking and not v.vocab_file:
     problems.append("--dynamic_masking needs --vocab_file")
+  if v.elastic and common.resolved_distribution(v) != "horovod":
+    problems.append("--elastic needs --use_horovod (launch with horovodrun --min-np ...)")
+  if v.elastic and pipeline_flags.enabled(v):
+    problems.append("--elastic does not combine with pipeline parallelism")
+  if v.elastic and v.elastic_commit_steps < 1:
+    problems.append(f"--elastic_commit_steps must be >= 1, got {v.elastic_commit_steps}")
   problems += _model_problems(v)
   problems += pipeline_flags.problems(v)
   common.raise_if(problems)

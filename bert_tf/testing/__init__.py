@@ -10,6 +10,7 @@
   train_worker.py       python -m bert_tf.testing.train_worker SPEC (a multi-process run)
   kill_harness.py       python -m bert_tf.testing.kill_harness (forks launches to SIGKILL)
   horovod_allreduce.py  python -m bert_tf.testing.horovod_allreduce (under horovodrun)
+  elastic_job.py        Horovod elastic on localhost: discovery script, horovodrun, traces
 
 Never imported by library code. Nothing here imports pytest: assertions are plain ``assert``.
 """

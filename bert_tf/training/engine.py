@@ -84,6 +84,7 @@ class Engine:
     self.consecutive_skips = self.state.consecutive_skips
     self.optimizer, self.optimizer_config = None, None
     self._loop, self._restored = None, False
+    self.dropout_seed_fn = step_lib.dropout_seed  # elastic training keys it on the global batch
     self.checkpoints, self.termination = None, None
 
   # --- state -------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ class Engine:
     replica_step = step_lib.make_replica_step(
         self.task, self.model, self.optimizer, self.runtime, self.state, seed=cfg.seed,
         k_steps=cfg.gradient_accumulation_steps, clip_norm=self.optimizer_config.clip_norm,
-        loss_scaling=self.loss_scaling)
+        loss_scaling=self.loss_scaling, seed_fn=self.dropout_seed_fn)
     if cfg.use_xla:
       # The one XLA rule, for every task: compile the step, not the loop. The loop reads the
       # input iterator, which XLA cannot compile.
@@ -191,12 +192,12 @@ class Engine:
   # --- the outer loop ----------------------------------------------------------------------
 
   def fit(self, iterator, start: int, target: int, *, evaluate: Optional[Callable] = None,
-          eval_every_steps: int = 0) -> dict:
+          eval_every_steps: int = 0, on_loop_end: Optional[Callable] = None) -> dict:
     """Runs steps ``start`` -> ``target`` from ``iterator`` (a distributed iterator of
     [K, micro_batch, ...] batches). Logs every loop call, saves every
     ``save_checkpoints_steps`` and at the end, calls ``evaluate()`` every
-    ``eval_every_steps``, and stops cleanly on an announced termination. Returns the last
-    logged metrics."""
+    ``eval_every_steps``, stops cleanly on an announced termination, then calls
+    ``on_loop_end(step)`` (elastic commits). Returns the last logged metrics."""
     cfg = self.config
     train_loop = self.compiled_train_loop()
     writer = MetricsWriter(cfg.output_dir, self.runtime.is_chief)
@@ -227,6 +228,8 @@ class Engine:
             evaluate()
             watchdog.ping()
           guard.check()
+          if on_loop_end is not None:
+            on_loop_end(step)
       finally:
         watchdog.stop()
         writer.close()

@@ -89,11 +89,13 @@ def apply_update(optimizer, grads, variables):
 
 
 def make_replica_step(task, model, optimizer, runtime, state: TrainState, *, seed: int,
-                      k_steps: int, clip_norm: float, loss_scaling: bool):
+                      k_steps: int, clip_norm: float, loss_scaling: bool,
+                      seed_fn=dropout_seed):
   """``batch -> metrics`` for ``strategy.run``: one optimizer step on one replica.
 
   ``batch`` holds [K, micro_batch, ...] tensors. The task supplies the global normalisers,
-  each micro-batch's loss and the step's metric vector (see ``engine.Task``).
+  each micro-batch's loss and the step's metric vector (see ``engine.Task``). ``seed_fn``:
+  ``dropout_seed``'s signature (elastic training keys it on the global micro-batch index).
   """
 
   def replica_step(batch):
@@ -104,7 +106,7 @@ def make_replica_step(task, model, optimizer, runtime, state: TrainState, *, see
     connected = []  # per variable: does the loss reach it? (known when the graph is traced)
 
     def micro_step(k):
-      micro_seed = dropout_seed(seed, step, k_steps, k, replica_id)
+      micro_seed = seed_fn(seed, step, k_steps, k, replica_id)
       with tf.GradientTape() as tape:
         loss, sums = task.micro_batch_loss(model, batch, k, normalisers, micro_seed)
         scaled = optimizer.get_scaled_loss(loss) if loss_scaling else loss
