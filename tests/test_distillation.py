@@ -134,10 +134,12 @@ def test_alpha_one_is_plain_fine_tuning_bitwise(setup, tmp_path):
   n = setup["labelled"]
   features = _only_labelled(setup["features"], n)
   plain = _trainer(tmp_path / "plain", setup["student_config"], setup["task"])
-  plain.train(features.student, stop_after_steps=3)
+  initial = _weights(plain)
+  plain.train(features.student, stop_after_steps=2)
   distilled = _trainer(tmp_path / "alpha1", setup["student_config"], setup["task"],
                        DistillConfig(alpha=1.0))
-  distilled.train(features, stop_after_steps=3)
+  distilled.train(features, stop_after_steps=2)
+  assert _max_diff(initial, _weights(plain)) > 1e-3  # trained
   for a, b in zip(_weights(plain), _weights(distilled)):
     np.testing.assert_array_equal(a, b)
 
@@ -174,25 +176,40 @@ def _distill(setup, **overrides):
   return DistillConfig(**values)
 
 
+def _example_batches(output_dir, setup, **distill_overrides):
+  """Batches of 8 examples (the same examples per step whatever the split: count batches)."""
+  return _trainer(output_dir, setup["student_config"], setup["task"],
+                  _distill(setup, **distill_overrides), batch_size_in_tokens=False,
+                  train_batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def on_the_fly(setup, tmp_path_factory):
+  """One device, on-the-fly teacher, transfer data, 2 steps of 8 examples, no warm-up: initial
+  and final student weights and the metrics (the reference of the next two tests)."""
+  trainer = _example_batches(tmp_path_factory.mktemp("fly"), setup)
+  initial = _weights(trainer)
+  metrics = trainer.train(setup["features"], stop_after_steps=2)
+  return initial, _weights(trainer), metrics
+
+
 @pytest.mark.integration
-def test_precomputed_teacher_logits_equal_the_on_the_fly_teacher(setup, tmp_path):
-  """Teacher with its own (cased) vocabulary; 4 steps with transfer data: same student."""
-  distill = _distill(setup)
+def test_precomputed_teacher_logits_equal_the_on_the_fly_teacher(setup, on_the_fly, tmp_path):
+  """Teacher with its own (cased) vocabulary; 2 steps with transfer data: same student."""
   run = _run_config(tmp_path / "teacher_logits")
-  logits = distillation.compute_teacher_logits(distill, run, distribution.make_runtime(),
+  logits = distillation.compute_teacher_logits(_distill(setup), run, distribution.make_runtime(),
                                                setup["task"], setup["features"])
   path = str(tmp_path / "teacher_logits.npz")
   distill_data.write_teacher_logits(path, logits, setup["features"], setup["task"])
   precomputed = dataclasses.replace(setup["features"], teacher=None, teacher_logits=(
       distill_data.read_teacher_logits(path, setup["features"], setup["task"])))
-  weights = []
-  for name, features, config in (("file", precomputed, _distill(setup, teacher_logits_file=path)),
-                                 ("fly", setup["features"], distill)):
-    trainer = _trainer(tmp_path / name, setup["student_config"], setup["task"], config)
-    metrics = trainer.train(features, stop_after_steps=4)
-    assert metrics["soft_loss"] > 0 and metrics["gold_loss"] > 0
-    weights.append(_weights(trainer))
-  diff = _max_diff(*weights)
+  trainer = _example_batches(tmp_path / "file", setup, teacher_logits_file=path)
+  metrics = trainer.train(precomputed, stop_after_steps=2)
+  initial, fly, fly_metrics = on_the_fly
+  for m in (metrics, fly_metrics):
+    assert m["soft_loss"] > 0 and m["gold_loss"] > 0
+  assert _max_diff(initial, fly) > 1e-3  # trained
+  diff = _max_diff(_weights(trainer), fly)
   assert diff < 1e-5, diff
   # The file belongs to its examples: another set is refused, naming file and counts.
   fewer = _only_labelled(setup["features"], setup["labelled"])
@@ -201,19 +218,16 @@ def test_precomputed_teacher_logits_equal_the_on_the_fly_teacher(setup, tmp_path
 
 
 @pytest.mark.integration
-def test_two_replicas_times_two_accumulation_equal_one_device(setup, tmp_path):
-  """On-the-fly teacher, transfer data, 2 steps of 8 examples (the same examples per step
-  whatever the split: count batches), no warm-up so every step moves the weights."""
-  weights = []
-  for name, k in (("one_device", 1), ("mirrored", 2)):
-    trainer = _trainer(tmp_path / name, setup["student_config"], setup["task"],
-                       _distill(setup), runtime=name, gradient_accumulation_steps=k,
-                       batch_size_in_tokens=False, train_batch_size=8)
-    initial = _weights(trainer)
-    trainer.train(setup["features"], stop_after_steps=2)
-    weights.append(_weights(trainer))
-  assert _max_diff(initial, weights[-1]) > 1e-3  # trained
-  diff = _max_diff(*weights)
+def test_two_replicas_times_two_accumulation_equal_one_device(setup, on_the_fly, tmp_path):
+  """On-the-fly teacher, transfer data, 2 steps of 8 examples on 2 replicas x 2 accumulation
+  micro-batches: the one-device run's student."""
+  trainer = _trainer(tmp_path, setup["student_config"], setup["task"], _distill(setup),
+                     runtime="mirrored", gradient_accumulation_steps=2,
+                     batch_size_in_tokens=False, train_batch_size=8)
+  trainer.train(setup["features"], stop_after_steps=2)
+  initial, fly, _ = on_the_fly
+  assert _max_diff(initial, fly) > 1e-3  # trained
+  diff = _max_diff(_weights(trainer), fly)
   assert diff < 2e-5, diff
 
 
