@@ -126,7 +126,6 @@ class PipelinePretrainer(Pretrainer):
     self.checkpoints = CheckpointWriter(self.runtime, self.checkpoint_manager(),
                                         self.config.output_dir)
     self.termination = TerminationGuard(self.checkpoints, self.current_step)
-    self._loop = self._pipeline_loop()
 
   def checkpoint_manager(self) -> tf.train.CheckpointManager:
     objects = dict(model=self.model, **self.state.checkpoint_objects())
@@ -156,9 +155,9 @@ class PipelinePretrainer(Pretrainer):
                    "num_microbatches": self.config.gradient_accumulation_steps}, f, indent=1)
     return step
 
-  def _pipeline_loop(self):
+  def build_train_loop(self):
     """The engine's compiled loop with the pipeline step: ``(iterator, num_steps) -> summed
-    metrics``. Set as the engine's cached loop, so ``Engine.fit`` runs it unchanged."""
+    metrics``; ``Engine.fit`` runs it unchanged."""
     cfg = self.config
     step = PipelineStep(self.task, self.replicas, self.stash, self.stage_optimizers,
                         self.replica_devices, self.state, kind=self.schedule,

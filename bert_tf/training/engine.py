@@ -165,8 +165,13 @@ class Engine:
   def compiled_train_loop(self) -> Callable:
     """``(iterator, num_steps tensor) -> float32 sums`` of the task's step metrics over
     ``num_steps`` steps, in one ``tf.function`` call (built once per trainer)."""
-    if self._loop is not None:
-      return self._loop
+    if self._loop is None:
+      self._loop = self.build_train_loop()
+    return self._loop
+
+  def build_train_loop(self) -> Callable:
+    """The loop ``compiled_train_loop`` caches: the data-parallel step under the strategy.
+    Engine variants with another step (the pipeline) override this, not the outer loop."""
     cfg = self.config
     replica_step = step_lib.make_replica_step(
         self.task, self.model, self.optimizer, self.runtime, self.state, seed=cfg.seed,
@@ -186,8 +191,7 @@ class Engine:
         totals += strategy.experimental_local_results(values)[0]
       return totals
 
-    self._loop = tf.function(loop)
-    return self._loop
+    return tf.function(loop)
 
   # --- the outer loop ----------------------------------------------------------------------
 
