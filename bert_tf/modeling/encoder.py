@@ -108,18 +108,20 @@ class BertEncoder(tf_keras.Model):
     bias = attention_lib.attention_bias(input_mask)  # float32 [B, 1, 1, S]
     x = self.embeddings(input_ids, segment_ids, site(0), training=training)
     encoder_outputs = []
-    for i, block in enumerate(self.blocks):
-      if self.recompute == "full" and training:
-        # Only the block input is kept for backprop; the block re-runs (same dropout seed,
-        # hence the same masks) during the backward pass.
-        run = tf.recompute_grad(
-            lambda h, block=block, s=site(i + 1): block(h, bias, s, training=True))
-        x = run(x)
-      else:
-        x = block(x, bias, site(i + 1), training=training)
+    for i in range(len(self.blocks)):
+      x = self.run_block(i, x, bias, site(i + 1), training)
       encoder_outputs.append(x)
     pooled = self.pooler(x[:, 0, :])
     return {"sequence_output": x, "pooled_output": pooled, "encoder_outputs": encoder_outputs}
+
+  def run_block(self, i: int, x, bias, seed, training: bool):
+    """Block ``i`` on ``x`` (the encoder's loop and the pipeline's stages both run blocks
+    here). Under full recompute only the block input is kept for backprop; the block re-runs
+    (same dropout seed, hence the same masks) during the backward pass."""
+    block = self.blocks[i]
+    if self.recompute == "full" and training:
+      return tf.recompute_grad(lambda h: block(h, bias, seed, training=True))(x)
+    return block(x, bias, seed, training=training)
 
   def get_config(self):
     return {"config": self.bert_config.to_dict(), "recompute": self.recompute,

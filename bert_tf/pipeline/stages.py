@@ -107,13 +107,7 @@ class StagedModel:
     if layout.layers:
       bias = attention_lib.attention_bias(features["input_mask"])
     for i in layout.layers:
-      block = encoder.blocks[i]
-      if encoder.recompute == "full" and training:
-        run = tf.recompute_grad(
-            lambda h, block=block, s_=site(i + 1): block(h, bias, s_, training=True))
-        x = run(x)
-      else:
-        x = block(x, bias, site(i + 1), training=training)
+      x = encoder.run_block(i, x, bias, site(i + 1), training)
     if not layout.heads:
       return x
     pooled = encoder.pooler(x[:, 0, :])
