@@ -24,11 +24,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert_tf.testing.kill_harness import SCHEDULE_STEPS
 from bert_tf.testing.launch import ROOT
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(600)]
 
+# Killed launches aim at the schedule's end, which ~3 steps per launch never reach, so none
+# can finish between the moment chosen and the kill (an 80-step aim once did, on a CI machine
+# whose polling lagged behind the saves); the last launch stops at STEPS, or a little past the
+# newest checkpoint if the kills got further, and the reference stops at the same step.
 KILLS, STEPS = 20, 80
+KILL_AIM = SCHEDULE_STEPS
 LAUNCH_LIMIT = 120
 
 
@@ -49,8 +55,8 @@ class Harness:
     assert line, f"the harness ended (exit {self.proc.poll()})"
     return line.strip()
 
-  def launch(self, out, log):
-    self.proc.stdin.write(f"run {out} {log} {STEPS}\n")
+  def launch(self, out, log, steps):
+    self.proc.stdin.write(f"run {out} {log} {steps}\n")
     self.proc.stdin.flush()
     line = self._line(60)
     assert line and line.startswith("pid "), line
@@ -135,13 +141,19 @@ def test_sigkill_at_20_random_moments_resumes_from_complete_checkpoints(tmp_path
     for i in range(KILLS + 1):
       log = tmp_path / f"launch-{i}.log"
       launched = time.time() - 1e-3
-      pid = harness.launch(out, log)
       if i < KILLS:
+        pid = harness.launch(out, log, KILL_AIM)
         assert _wait_for(harness, out, pid, kinds[i], rng, time.monotonic()), \
             f"launch {i} ended before its kill ({kinds[i]}):\n{log.read_text()[-3000:]}"
-        os.kill(pid, signal.SIGKILL)
+        try:
+          os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+          raise AssertionError(f"launch {i} ended (exit {harness.ended(LAUNCH_LIMIT)}) before "
+                               f"its kill ({kinds[i]}):\n{log.read_text()[-3000:]}") from None
         assert harness.ended(LAUNCH_LIMIT) == -signal.SIGKILL
       else:
+        final = max(STEPS, int(expected.rsplit("-", 1)[1]) + 1 if expected else 0)
+        harness.launch(out, log, final)
         assert harness.ended(LAUNCH_LIMIT) == 0, log.read_text()[-4000:]
       text = log.read_text()
       restored = _restored(text)
@@ -164,7 +176,7 @@ def test_sigkill_at_20_random_moments_resumes_from_complete_checkpoints(tmp_path
     harness.close()
   killed_in_save = sum(1 for _, _, partial, _ in record if partial)
   state_behind = sum(1 for *_, behind in record if behind)
-  assert "finished" in text and tf.train.latest_checkpoint(str(out)).endswith(f"ckpt-{STEPS}")
+  assert "finished" in text and tf.train.latest_checkpoint(str(out)).endswith(f"ckpt-{final}")
   assert not [n for n in _listing(out) if n.endswith("_temp")]
   # Kills that left a ckpt-N_temp/ behind were inside a save; each was removed at relaunch.
   assert killed_in_save >= 5, record
@@ -172,15 +184,15 @@ def test_sigkill_at_20_random_moments_resumes_from_complete_checkpoints(tmp_path
 
   harness = Harness()
   try:
-    harness.launch(tmp_path / "reference", tmp_path / "reference.log")
+    harness.launch(tmp_path / "reference", tmp_path / "reference.log", final)
     assert harness.ended(LAUNCH_LIMIT) == 0, (tmp_path / "reference.log").read_text()[-3000:]
   finally:
     harness.close()
   ref, got = _weights(tmp_path / "reference"), _weights(out)
   assert ref.keys() == got.keys() and len(ref) == 4  # two Dense layers
   diff = max(float(np.max(np.abs(ref[n] - got[n]))) for n in ref)
-  print(f"\n{KILLS} SIGKILLs survived in {took:.0f}s ({killed_in_save} inside a save, "
-        f"leaving ckpt-N_temp/; {state_behind} after a save's files but before the state "
+  print(f"\n{KILLS} SIGKILLs survived in {took:.0f}s, {final} steps ({killed_in_save} inside "
+        f"a save, leaving ckpt-N_temp/; {state_behind} after a save's files but before the state "
         f"file); final weights vs uninterrupted: max |diff| {diff:.1e}")
   for i, (kind, restored, partial, behind) in enumerate(record):
     print(f"  launch {i}: restored {restored and os.path.basename(restored[0])}, then {kind}; "

@@ -27,6 +27,10 @@ from bert_tf.training.engine import Engine
 
 CHILD_TIME_LIMIT = 300  # seconds: a child that hangs is ended (SIGALRM), never waited on
 BATCH, FEATURES = 8, 6
+# The learning-rate schedule's length, fixed whatever step a launch stops at, so launches that
+# stop at different steps (killed ones aim far ahead, the last one stops where it is told) and
+# the uninterrupted reference all follow one schedule.
+SCHEDULE_STEPS = 1000
 
 
 class RegressionTask:
@@ -66,13 +70,14 @@ class RegressionTask:
 
 
 def kill_trainer(output_dir, steps):
-  """An engine on ``RegressionTask``: batch 8, a log line and a checkpoint every step, 3
-  checkpoints kept, AdamW without warm-up, no stall watchdog (the test kills, not it)."""
+  """An engine on ``RegressionTask`` that stops at ``steps``: batch 8, a log line and a
+  checkpoint every step, 3 checkpoints kept, AdamW without warm-up over ``SCHEDULE_STEPS``, no
+  stall watchdog (the test kills, not it)."""
   config = TrainConfig(output_dir=str(output_dir), train_batch_size=BATCH, max_seq_length=2,
                        num_train_steps=steps, iterations_per_loop=1, save_checkpoints_steps=1,
                        keep_checkpoint_max=3, seed=3, stall_timeout_secs=0.0)
   engine = Engine(RegressionTask(), tiny_config(), config, distribution.make_runtime("one_device"))
-  engine.build_optimizer(OptimizerConfig(learning_rate=1e-2, num_train_steps=steps,
+  engine.build_optimizer(OptimizerConfig(learning_rate=1e-2, num_train_steps=SCHEDULE_STEPS,
                                          num_warmup_steps=0))
   return engine
 
