@@ -44,7 +44,8 @@ def define_common_flags(flag_values=absl_flags.FLAGS) -> None:
                   "base, large or L-{2..12}_H-{128,256,512,768}_A-*. Needs --vocab_size.")
   f.DEFINE_integer("vocab_size", None, "Vocabulary size for --bert_preset.")
   f.DEFINE_string("init_checkpoint", None, "Initial weights: a google TF1 checkpoint "
-                  "(bert_model.ckpt), one of our pretraining checkpoints or an encoder export.")
+                  "(bert_model.ckpt), one of our pretraining or pipeline checkpoints, an encoder "
+                  "export, or a Hugging Face BERT folder / model.safetensors.")
   f.DEFINE_string("output_dir", None, "Where checkpoints, logs and results go.")
   f.DEFINE_bool("do_train", False, "Whether to run training.")
   f.DEFINE_bool("do_eval", False, "Whether to evaluate.")

@@ -69,7 +69,8 @@ def define_extract_features_flags(fv=absl_flags.FLAGS) -> None:
   absl_flags.DEFINE_integer("max_seq_length", 128, "Maximum total input sequence length; "
                             "longer inputs are truncated.", flag_values=fv)
   absl_flags.DEFINE_string("init_checkpoint", None, "A google TF1 checkpoint "
-                           "(bert_model.ckpt) or a TF2 checkpoint of ours.", flag_values=fv)
+                           "(bert_model.ckpt), a TF2 checkpoint of ours, or a Hugging Face BERT "
+                           "folder / model.safetensors.", flag_values=fv)
   absl_flags.DEFINE_string("vocab_file", None, "google's vocab.txt.", flag_values=fv)
   absl_flags.DEFINE_bool("do_lower_case", True, "Lower case the input (uncased models).",
                          flag_values=fv)
