@@ -8,7 +8,9 @@
 * ``refuse_other_model``: an output directory holding another model's checkpoints is refused
   before anything is written there.
 * ``restore_newest_readable``: resume from the newest checkpoint that reads correctly; a
-  damaged one (truncated or corrupted data or index) is named and skipped, never ignored.
+  damaged one (truncated or corrupted data or index) is named and skipped, never ignored,
+  and moved aside into ``ckpt-N.damaged/`` so that no later save or rotation takes it for a
+  checkpoint.
 * ``remove_stale_temp_dirs``: ``ckpt-N_temp/`` folders a kill during a save left behind.
 """
 from __future__ import annotations
@@ -141,23 +143,72 @@ def _candidates(manager: tf.train.CheckpointManager) -> list[str]:
   return listed + [p for p in others if p not in listed]
 
 
+def _aside_name(prefix: str) -> str:
+  """``ckpt-N.damaged/``, or ``ckpt-N.damaged-2/``... when an earlier one holds that name."""
+  target, n = prefix + ".damaged", 1
+  while tf.io.gfile.exists(target):
+    n += 1
+    target = f"{prefix}.damaged-{n}"
+  return target
+
+
+def move_damaged_aside(manager: tf.train.CheckpointManager, prefix: str,
+                       restored: Optional[str]) -> Optional[str]:
+  """Moves a damaged checkpoint's files (``ckpt-N.index``, ``ckpt-N.data-*``) into a folder
+  ``ckpt-N.damaged/`` next to them (nothing is deleted), and takes it out of the manager's
+  list and state file, whose newest is then ``restored``: a later save of step N, the
+  rotation and ``tf.train.latest_checkpoint`` never see the damaged files as a checkpoint.
+  Returns the folder (None if the files were gone: another worker moved them)."""
+  files = [p for p in tf.io.gfile.glob(prefix + ".*")
+           if re.fullmatch(r"\.(index|data-\d+-of-\d+)", p[len(prefix):])]
+  target = None
+  if files:
+    target = _aside_name(prefix)
+    tf.io.gfile.makedirs(target)
+    for path in files:
+      try:
+        tf.io.gfile.rename(path, os.path.join(target, os.path.basename(path)))
+      except tf.errors.NotFoundError:
+        pass
+    logging.warning("moved the damaged checkpoint %s aside, into %s/ (kept for inspection; "
+                    "delete it when no longer wanted)", prefix, target)
+  # The manager's own bookkeeping has no public setter. pylint: disable=protected-access
+  listed = getattr(manager, "_maybe_delete", None)
+  if listed is not None and prefix in listed:
+    del listed[prefix]
+  if getattr(manager, "_latest_checkpoint", None) == prefix:
+    manager._latest_checkpoint = restored or (list(listed)[-1] if listed else None)
+  if listed is not None and hasattr(manager, "_record_state") and (listed or restored):
+    manager._record_state()
+  return target
+
+
 def restore_newest_readable(manager: tf.train.CheckpointManager,
-                            restore: Callable[[str], None]) -> Optional[str]:
+                            restore: Callable[[str], None],
+                            move_damaged: bool = True) -> Optional[str]:
   """Calls ``restore(prefix)`` on the newest checkpoint, falling back to older ones while a
   checkpoint's data or index is damaged (each named in the log). Returns the prefix restored
-  (None if the directory holds none); raises ``CheckpointDamagedError`` if none reads."""
-  failures = []
+  (None if the directory holds none); raises ``CheckpointDamagedError`` if none reads.
+
+  When it falls back and ``move_damaged`` (the chief: one process moves files), the damaged
+  checkpoints newer than the one restored are moved into ``ckpt-N.damaged/`` folders (see
+  ``move_damaged_aside``). When none reads, everything is left in place for the user."""
+  failures, damaged = [], []
   for prefix in _candidates(manager):
     try:
       restore(prefix)
     except (tf.errors.OpError, IndexError) as e:  # IndexError: "Read less bytes than requested"
       files = ", ".join(sorted(tf.io.gfile.glob(prefix + ".*"))) or f"{prefix}.* (missing)"
       failures.append(f"{files}: {type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}")
+      damaged.append(prefix)
       logging.error("checkpoint %s is damaged and is skipped (%s)", prefix, failures[-1])
       continue
     if failures:
-      logging.warning("resumed from %s, the newest checkpoint that reads correctly; damaged "
-                      "and left in place: %s", prefix, "; ".join(failures))
+      moved = [move_damaged_aside(manager, d, prefix) for d in damaged] if move_damaged else []
+      logging.warning("resumed from %s, the newest checkpoint that reads correctly; damaged: "
+                      "%s; %s", prefix, "; ".join(failures),
+                      f"moved aside into {', '.join(m for m in moved if m)}"
+                      if any(moved) else "left in place")
     return prefix
   if failures:
     raise CheckpointDamagedError(

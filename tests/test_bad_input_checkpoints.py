@@ -1,7 +1,7 @@
 """Our own checkpoints under bad conditions: checked both ways (a bigger model's checkpoint is
 refused, listing what would be dropped; another width names the file and both configs), an
 --output_dir of another model refused before anything is written, damaged checkpoints named
-and skipped for the newest readable one (or refused), stale ckpt-N_temp/ folders removed."""
+and skipped for the newest readable one and moved aside into ckpt-N.damaged/ (or refused), stale ckpt-N_temp/ folders removed."""
 import json
 import os
 import re
@@ -136,6 +136,7 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_restored(
   out = _copy(two_layer_run, tmp_path)
   expected = tf.train.load_checkpoint(str(out / "ckpt-2"))
   damaged = _damage(str(out / "ckpt-4"), what)
+  damaged_bytes = open(damaged, "rb").read()
   trainer = builders.pretrainer(out, steps=4)
   with caplog.at_level("WARNING"):
     assert trainer.restore() == 2
@@ -144,6 +145,27 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_restored(
   key = "model/encoder/blocks/1/intermediate/kernel/.ATTRIBUTES/VARIABLE_VALUE"
   np.testing.assert_array_equal(trainer.model.encoder.blocks[1].intermediate.kernel.numpy(),
                                 expected.get_tensor(key))
+  # Moved aside, byte for byte, out of the checkpoint names: the state file's newest is the
+  # checkpoint restored, and nothing lists the damaged one.
+  aside = out / "ckpt-4.damaged"
+  assert f"moved the damaged checkpoint {out / 'ckpt-4'} aside, into {aside}" in caplog.text
+  assert sorted(os.listdir(aside)) == ["ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+  assert (aside / os.path.basename(damaged)).read_bytes() == damaged_bytes
+  assert not any(f.startswith("ckpt-4.") and not f.endswith(".damaged")
+                 for f in os.listdir(out))
+  assert tf.train.latest_checkpoint(str(out)) == str(out / "ckpt-2")
+  assert "ckpt-4" not in (out / "checkpoint").read_text()
+  if what == "truncated":
+    # Training on saves a new, complete ckpt-4 that the next start restores (no damage
+    # reported); the first damaged copy is kept, a second one gets its own folder.
+    trainer.train()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+      assert builders.pretrainer(out, steps=4).restore() == 4
+    assert "damaged" not in caplog.text
+    _damage(str(out / "ckpt-4"), what)
+    assert builders.pretrainer(out, steps=4).restore() == 2
+    assert aside.is_dir() and (out / "ckpt-4.damaged-2" / "ckpt-4.index").exists()
 
 
 def test_every_checkpoint_damaged_is_refused_never_a_fresh_start(two_layer_run, tmp_path):

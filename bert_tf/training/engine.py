@@ -147,9 +147,10 @@ class Engine:
         raise CheckpointMismatchError(f"{prefix}: does not hold all of this run's state: "
                                       f"{str(e)[:2000]}") from None
 
-    # The newest checkpoint that reads correctly (damaged ones named); never from scratch
-    # over checkpoints that exist.
-    latest = checkpoint_checks.restore_newest_readable(manager, restore_one)
+    # The newest checkpoint that reads correctly (damaged ones named, and moved aside by the
+    # chief); never from scratch over checkpoints that exist.
+    latest = checkpoint_checks.restore_newest_readable(manager, restore_one,
+                                                       move_damaged=self.runtime.is_chief)
     if latest:
       logging.info("restored %s (step %d)", latest, self.current_step())
     elif init_checkpoint and not self._restored:
@@ -222,7 +223,8 @@ class Engine:
           metrics, examples, tokens = self.task.log_values(totals, n, step)
           metrics.update(learning_rate=self.learning_rate(), loss_scale=self.loss_scale(),
                          skipped_steps=int(self.skipped_steps.numpy()))
-          metrics.update(input_counts())  # inputs skipped and counted (--skip_* flags)
+          # Inputs skipped and counted (--skip_* flags), summed over the workers.
+          metrics.update(input_counts(self.runtime.sum_over_workers))
           metrics.update(throughput.update(n, examples, tokens, elapsed, target - step))
           writer.write(step, metrics)
           self._check_health(metrics)

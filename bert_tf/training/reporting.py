@@ -7,6 +7,7 @@ import math
 import os
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 
@@ -23,17 +24,36 @@ def _json_value(value):
 
 
 # Inputs skipped and counted while reading (``--skip_corrupt_records``: files whose damaged
-# rest was skipped), per process; every training metrics record carries them.
+# rest was skipped), per process. The names are fixed: a multi-worker total sums one vector of
+# them over the workers, which every worker must send with the same shape.
+INPUT_COUNT_NAMES = ("corrupt_files_skipped",)
 _INPUT_COUNTS: dict[str, int] = {}
+# Elastic training: every rank reads the whole input stream (and keeps its slice), so each
+# process's counts are already the job's; summing them over the ranks would multiply them.
+_EVERY_WORKER_READS_ALL = [False]
 
 
 def count_input(name: str, n: int = 1) -> None:
   """Adds ``n`` to a reader's skip count (called from the input pipeline, any thread)."""
+  if name not in INPUT_COUNT_NAMES:
+    raise ValueError(f"unknown input count {name!r}; add it to INPUT_COUNT_NAMES "
+                     f"{INPUT_COUNT_NAMES}")
   _INPUT_COUNTS[name] = _INPUT_COUNTS.get(name, 0) + n
 
 
-def input_counts() -> dict[str, int]:
-  return dict(_INPUT_COUNTS)
+def every_worker_reads_all_input(flag: bool = True) -> None:
+  """Each process counts the job's skips itself (elastic: every rank reads the whole stream)."""
+  _EVERY_WORKER_READS_ALL[0] = flag
+
+
+def input_counts(sum_over_workers=None) -> dict[str, int]:
+  """The skip counts of the whole job, the names that are not zero: this process's, or with
+  ``sum_over_workers`` (``Runtime.sum_over_workers``, a collective: every worker calls it at
+  the same point) the total over the workers, each of which reads its own shard."""
+  local = np.array([_INPUT_COUNTS.get(name, 0) for name in INPUT_COUNT_NAMES], np.int32)
+  if sum_over_workers is not None and not _EVERY_WORKER_READS_ALL[0]:
+    local = np.asarray(sum_over_workers(local))
+  return {name: int(n) for name, n in zip(INPUT_COUNT_NAMES, local) if n}
 
 
 class MetricsWriter:
