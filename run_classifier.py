@@ -7,6 +7,8 @@
   python run_classifier.py --flagfile=<output_dir>/run.flags     # repeat a run exactly
   python run_classifier.py ... --teacher_bert_config_file=$T/bert_config.json \
       --teacher_init_checkpoint=$T_RUN --distill_alpha=0.0 --distill_temperature=2  # distil
+  python run_classifier.py ... --init_checkpoint=$PIPELINE_RUN --num_stages=8 \
+      --pipeline_config=conf.json --pipeline_schedule=1f1b --num_microbatches=8  # pipelined
 
 Stages: parse flags -> frozen configs (run_config.json and run.flags in --output_dir) ->
 runtime (where it runs) -> task, tokenizer, features (cached) -> ClassifierTrainer -> train /
@@ -28,8 +30,10 @@ from bert_tf.training import distillation
 from flags import classifier as classifier_flags
 from flags import common as common_flags
 from flags import distillation as distillation_flags
+from flags import pipeline as pipeline_flags
 
 classifier_flags.define_classifier_flags()
+pipeline_flags.define_classifier_flags()
 FLAGS = absl_flags.FLAGS
 
 
@@ -90,7 +94,21 @@ def distillation_set(spec: configs.RunSpec, distill, task, tokenizer, runtime):
 def main(_):
   logging.set_verbosity(logging.INFO)
   classifier_flags.validate(FLAGS)
+  pipelined = pipeline_flags.enabled(FLAGS)
+  problems = pipeline_flags.problems(FLAGS) + pipeline_flags.num_stages_problems(FLAGS)
+  if pipelined and distillation_flags.to_config(FLAGS) is not None:
+    problems.append("distillation does not run in pipeline mode (--pipeline_config / "
+                    "--pipeline_stages)")
+  common_flags.raise_if(problems)
+  if pipelined:
+    from bert_tf.pipeline import cluster  # pipeline mode only
+    if cluster.serve_if_worker():  # TF_CONFIG task > 0: serves its stages until task 0 ends
+      return
   spec = classifier_flags.to_configs(FLAGS)
+  pipeline = pipeline_flags.to_spec(FLAGS, spec.bert_config)
+  if pipeline is not None:  # m micro-batches per step: the plan's accumulation
+    spec = dataclasses.replace(spec, run=dataclasses.replace(
+        spec.run, gradient_accumulation_steps=pipeline.num_microbatches))
   distill = distillation_flags.to_config(FLAGS)
   data, phases = spec.data, spec.phases
   runtime = distribution.start(spec.distribution)
@@ -99,7 +117,12 @@ def main(_):
   common_flags.check_fits(spec, len(tokenizer.vocab), runtime.num_replicas)
   common_flags.record_run(FLAGS, spec, runtime)
   features = lambda split: load_features(data, spec.run, task, tokenizer, split)  # noqa: E731
-  if distill is not None:
+  if pipeline is not None:
+    from bert_tf.pipeline import trainer as pipeline_trainer  # pipeline mode only
+    trainer = pipeline_trainer.from_spec(pipeline, spec, runtime, task,
+                                         trainer=pipeline_trainer.PipelineClassifierTrainer)
+    train = features("train").get("") if phases.do_train else None
+  elif distill is not None:
     train, distill = distillation_set(spec, distill, task, tokenizer, runtime)
     trainer = distillation.DistillationTrainer(spec.bert_config, spec.run, spec.optimizer,
                                                runtime, task, distill)

@@ -1,5 +1,6 @@
-"""Pipeline-parallel pretraining flags (PipeDream's conf.json and schedules), defined for
-run_pretraining.py by ``flags.pretraining``.
+"""Pipeline-parallel flags (PipeDream's conf.json and schedules), defined for
+run_pretraining.py by ``flags.pretraining`` and for run_classifier.py by
+``define_classifier_flags`` here (the same flags plus the source's --num_stages).
 
 In pipeline mode the stages are this process's devices (GPUs, or logical CPU devices with
 --cpu_devices), so --distribution stays one_device; m, the micro-batches of one step, is
@@ -8,6 +9,8 @@ In pipeline mode the stages are this process's devices (GPUs, or logical CPU dev
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Optional
 
 from absl import flags as absl_flags
@@ -42,6 +45,48 @@ def define_pipeline_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_integer("pipeline_steps_per_call", 2, "2bw: optimizer steps unrolled in one graph "
                    "with no flush between them; --iterations_per_loop, "
                    "--save_checkpoints_steps and --num_train_steps must be multiples of it.")
+
+
+def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
+  """run_classifier.py: fine-tuning pipelined with the same flags and conf.json, and the
+  source's --num_stages, checked against the layout the --init_checkpoint run saved."""
+  define_pipeline_flags(flag_values)
+  f = common._Definer(flag_values)  # pylint: disable=protected-access
+  f.DEFINE_integer("num_stages", 0, "PipeDream's fine-tuning flag: the number of stages of the "
+                   "pipeline run --init_checkpoint comes from; checked against its "
+                   "pipeline_conf.json (the checkpoint loads by name whatever the layout). "
+                   "0: not checked.")
+
+
+def saved_layout(init_checkpoint: str) -> Optional[dict]:
+  """The pipeline_conf.json beside a checkpoint (its run's output directory), or None."""
+  folder = (init_checkpoint if os.path.isdir(init_checkpoint)
+            else os.path.dirname(init_checkpoint))
+  path = os.path.join(folder, "pipeline_conf.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def num_stages_problems(v) -> list[str]:
+  """--num_stages against the saved layout of --init_checkpoint."""
+  if not getattr(v, "num_stages", 0):
+    return []
+  if not v.init_checkpoint:
+    return [f"--num_stages={v.num_stages} describes the pipeline checkpoint of "
+            "--init_checkpoint, which is not given"]
+  saved = saved_layout(v.init_checkpoint)
+  if saved is None:
+    return [f"--num_stages={v.num_stages}: --init_checkpoint={v.init_checkpoint} is not the "
+            "output of a pipeline run (no pipeline_conf.json beside it); drop --num_stages "
+            "to load it by name"]
+  stages = len(saved["stage_to_rank_map"])
+  if stages != v.num_stages:
+    return [f"--num_stages={v.num_stages}, but --init_checkpoint={v.init_checkpoint} was "
+            f"saved by a pipeline of {stages} stages (module_to_stage_map "
+            f"{saved['module_to_stage_map']})"]
+  return []
 
 
 def enabled(v) -> bool:
@@ -98,7 +143,7 @@ def to_spec(v, bert) -> Optional[PipelineSpec]:
   else:
     costs = balance.module_costs(bert.num_hidden_layers, bert.hidden_size,
                                  bert.intermediate_size, bert.vocab_size, v.max_seq_length,
-                                 v.max_predictions_per_seq)
+                                 getattr(v, "max_predictions_per_seq", 0))
     conf, shares = balance.balanced_conf(v.pipeline_stages, costs)
   return PipelineSpec(conf, v.pipeline_schedule, microbatches(v), v.pipeline_steps_per_call,
                       shares)

@@ -12,6 +12,16 @@ schedule (1f1b's in-flight bound) instead of whatever order the executor picks.
 Numerics equal the engine's non-pipelined step with K = m accumulation micro-batches: the same
 task losses divided by the same global normalisers, the same dropout seeds, gradients summed in
 micro-batch order, global-norm clipping over all stages, the same optimizer per variable.
+
+fp16: the last stage multiplies the loss by the loss scale; every stage unscales its own summed
+gradients; the global norm over all stages then decides for all of them: a non-finite norm
+turns every stage's gradients into NaN (clipping does that itself; without clipping it is
+added), so every stage's LossScaleOptimizer skips the step and halves its scale. The stages'
+scales are copies that start equal and take the same decision every step: one scale.
+
+Timing: every op is bracketed by ``tf.timestamp()`` on its stage's device (trainer.StageTimes
+says what the spans measure); ``run`` returns the step metrics followed by, per stage, the
+seconds of its F, B and U ops.
 """
 from __future__ import annotations
 
@@ -39,10 +49,14 @@ class PipelineStep:
     devices: devices[s][r], the device of stage s, replica r.
     state: ``step.TrainState``.
     kind: schedule name; num_microbatches: m; seed: the run's dropout seed; clip_norm: global.
+    loss_scaling: fp16 (the optimizers are LossScaleOptimizers).
   """
 
+  KINDS = ("F", "B", "U")
+
   def __init__(self, task, replicas, stash, optimizers, devices, state, *, kind: str,
-               num_microbatches: int, seed: int, clip_norm: float):
+               num_microbatches: int, seed: int, clip_norm: float, loss_scaling: bool = False):
+    self.loss_scaling = loss_scaling
     self.task, self.replicas, self.stash = task, replicas, stash
     self.staged = replicas[0]
     self.optimizers, self.devices, self.state = optimizers, devices, state
@@ -50,6 +64,7 @@ class PipelineStep:
     self.p, self.R = self.staged.num_stages, len(replicas)
     if num_microbatches % self.R:
       raise ValueError(f"{num_microbatches} micro-batches do not split over {self.R} replicas")
+    self.num_timings = 3 * self.p
 
   def _order(self, T):
     """(stage, replica, op) in build order: each replica's pipeline over its m / R
@@ -73,19 +88,37 @@ class PipelineStep:
     self._saved, self._acts, self._dys = {}, {}, {}
     self._acc = [dict() for _ in range(T)]     # per batch: variable ref -> summed gradient
     self._sums = [None] * T
-    self._grad_norm, self._updates, self._metrics = {}, [0] * T, []
-    last = {}
+    self._grads, self._grad_norm, self._updates, self._metrics = {}, {}, [0] * T, []
+    last, spans = {}, [[[] for _ in self.KINDS] for _ in range(self.p)]
     for s, r, op in self._order(T):
-      with tf.device(self.devices[s][r]), tf.control_dependencies(last.get((s, r), [])):
-        if op.kind == "F":
-          out = self._forward(s, r, op)
-        elif op.kind == "B":
-          out = self._backward(s, r, op)
-        else:
-          out = self._update(s, op)
-      last[(s, r)] = tf.nest.flatten(out)
+      with tf.device(self.devices[s][r]):
+        with tf.control_dependencies(last.get((s, r), []) + self._inputs(s, r, op)):
+          began = tf.timestamp()
+        with tf.control_dependencies([began]):
+          if op.kind == "F":
+            out = self._forward(s, r, op)
+          elif op.kind == "B":
+            out = self._backward(s, r, op)
+          else:
+            out = self._update(s, op)
+        out = tf.nest.flatten(out)
+        with tf.control_dependencies(out):
+          spans[s][self.KINDS.index(op.kind)].append(tf.timestamp() - began)
+      last[(s, r)] = out
+    with tf.device(self.devices[-1][0]):
+      times = tf.cast(tf.stack([tf.add_n(k) if k else tf.constant(0.0, tf.float64)
+                                for stage in spans for k in stage]), tf.float32)
     with tf.control_dependencies([t for ts in last.values() for t in ts]):
-      return tf.add_n(self._metrics)
+      return tf.concat([tf.add_n(self._metrics), times], axis=0)
+
+  def _inputs(self, s, r, op):
+    """What the op waits for from other stages (its timing starts when they are there)."""
+    i = op.mb * self.R + r
+    if op.kind == "F" and s > 0:
+      return [self._acts[(s - 1, r, op.batch, i)]]
+    if op.kind == "B" and s < self.p - 1:
+      return [self._dys[(s + 1, r, op.batch, i)]]
+    return []
 
   def _features(self, t, i):
     return {name: value[i] for name, value in self._batches[t].items()}
@@ -110,6 +143,8 @@ class PipelineStep:
         y, sums = self.task.micro_batch_loss(heads, self._batches[t], i, self._normalisers[t],
                                              self._seed(t, i))
         self._sums[t] = sums if self._sums[t] is None else self._sums[t] + sums
+        if self.loss_scaling:   # the one scale, as every stage's optimizer holds it
+          y = self.optimizers[-1].get_scaled_loss(y)
     self._saved[(s, r, t, i)] = (tape, x, y, staged)
     return y
 
@@ -136,13 +171,25 @@ class PipelineStep:
       outputs.append(self._dys[(s, r, t, i)])
     return outputs
 
+  def _stage_grads(self, t, s):
+    """Stage s's summed gradients of batch t and their variables, unscaled (fp16), on the
+    stage's device."""
+    if (t, s) not in self._grads:
+      pairs = [(self._acc[t][v.ref()], v) for v in self.staged.variables[s]
+               if v.ref() in self._acc[t]]
+      grads = [g for g, _ in pairs]
+      if self.loss_scaling and grads:
+        with tf.device(self.devices[s][0]):
+          grads = self.optimizers[s].get_unscaled_gradients(grads)
+      self._grads[(t, s)] = (grads, [v for _, v in pairs])
+    return self._grads[(t, s)]
+
   def _global_norm(self, t):
     """sqrt(sum over all stages of |g|^2), each stage's part computed on its device."""
     if t not in self._grad_norm:
       parts = []
       for s in range(self.p):
-        grads = [self._acc[t][v.ref()] for v in self.staged.variables[s]
-                 if v.ref() in self._acc[t]]
+        grads = self._stage_grads(t, s)[0]
         with tf.device(self.devices[s][0]):
           parts.append(tf.add_n([tf.nn.l2_loss(g) for g in grads]) if grads else 0.0)
       self._grad_norm[t] = tf.sqrt(tf.add_n(parts) * 2.0)
@@ -151,17 +198,18 @@ class PipelineStep:
   def _update(self, s, op):
     t = op.batch
     norm = self._global_norm(t)
-    pairs = [(self._acc[t][v.ref()], v) for v in self.staged.variables[s]
-             if v.ref() in self._acc[t]]
-    grads = [g for g, _ in pairs]
+    grads, variables = self._stage_grads(t, s)
     if self.clip_norm > 0 and grads:
+      # A non-finite norm makes every clipped gradient NaN: all stages skip (fp16).
       grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
+    elif self.loss_scaling:   # the same without clipping: norm - norm is 0, or NaN
+      grads = [g + tf.cast(norm - norm, g.dtype) for g in grads]
     outputs = [norm]
     if self.stash is not None:   # 2bw: S <- M, then M <- M - update(grad at the older W)
       outputs += [w.assign(v) for w, v in zip(self.stash.variables[s], self.staged.variables[s])]
-    if pairs:
+    if grads:
       with tf.control_dependencies(outputs):
-        update = step_lib.apply_update(self.optimizers[s], grads, [v for _, v in pairs])
+        update = step_lib.apply_update(self.optimizers[s], grads, variables)
       outputs += [] if update is None else [update]
     for r in range(1, self.R):   # the same update on every replica: copy the new weights
       with tf.device(self.devices[s][r]), tf.control_dependencies(outputs):

@@ -1,5 +1,7 @@
-"""Pipeline-parallel pretraining: the engine's ``Pretrainer`` with its step replaced by the
-pipeline step, one optimizer per stage and the stages' variables on their devices.
+"""Pipeline-parallel training: an engine trainer (``Pretrainer``, ``ClassifierTrainer``) with its
+step replaced by the pipeline step, one optimizer per stage and the stages' variables on their
+devices (``PipelineMixin``; ``PipelinePretrainer`` and ``PipelineClassifierTrainer`` put it in
+front of the two trainers, whose task objects run unchanged on the pipeline engine).
 
 Everything else is the engine's: the task's losses and metrics, the outer loop (logging,
 checkpoints every N steps, SIGTERM, eval), resume. Checkpoints hold the model under the same
@@ -12,18 +14,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from typing import Optional
 
 from absl import logging
 import tensorflow as tf
 
-from bert_tf import distribution, optimization
-from bert_tf.configs import BertConfig, OptimizerConfig, TrainConfig
+from bert_tf import distribution, optimization, precision
+from bert_tf.configs import BertConfig, OptimizerConfig, RunConfig
 from bert_tf.distribution import Runtime
 from bert_tf.fault_tolerance import CheckpointWriter, TerminationGuard
 from bert_tf.pipeline import conf as conf_lib
 from bert_tf.pipeline import stages as stages_lib
 from bert_tf.pipeline.engine import PipelineStep
+from bert_tf.training.classification import ClassifierTrainer
 from bert_tf.training.pretraining import Pretrainer
 
 
@@ -48,10 +52,11 @@ def pipeline_runtime(conf: conf_lib.PipelineConf, schedule: str,
       description=f"pipeline of {conf.num_stages} stages ({schedule})")
 
 
-class PipelinePretrainer(Pretrainer):
-  """``Pretrainer`` over a pipeline layout.
+class PipelineMixin:
+  """An engine trainer over a pipeline layout; put it before the trainer class in the bases.
 
-  Args (beyond ``Pretrainer``'s):
+  Args (keyword, beyond the trainer's own, whose first four are bert_config, config,
+  optimizer_config, runtime):
     conf: a checked ``PipelineConf``; several ranks in a stage are data-parallel replicas
       (gpipe, 1f1b).
     schedule: gpipe, 1f1b or 2bw; m is ``config.gradient_accumulation_steps``.
@@ -60,10 +65,10 @@ class PipelinePretrainer(Pretrainer):
       step counts must be multiples of it); flush schedules: 1.
   """
 
-  def __init__(self, bert_config: BertConfig, config: TrainConfig,
-               optimizer_config: OptimizerConfig, runtime: Runtime, train_dataset_fn=None,
-               eval_dataset_fn=None, *, conf: conf_lib.PipelineConf, schedule: str,
-               devices: Optional[list] = None, steps_per_call: int = 1):
+  def __init__(self, bert_config: BertConfig, config: RunConfig,
+               optimizer_config: OptimizerConfig, runtime: Runtime, *args,
+               conf: conf_lib.PipelineConf, schedule: str, devices: Optional[list] = None,
+               steps_per_call: int = 1, **kwargs):
     conf_lib.check_for_run(conf, schedule, config.gradient_accumulation_steps,
                            bert_config.num_hidden_layers)
     if conf.replicas > 1 and schedule == "2bw":
@@ -74,17 +79,13 @@ class PipelinePretrainer(Pretrainer):
       raise conf_lib.PipelineConfigError(
           f"{conf.source}: {conf.replicas} replicas per stage need --num_microbatches "
           f"divisible by {conf.replicas}, got {config.gradient_accumulation_steps}")
-    if config.dtype == "fp16":
-      raise conf_lib.PipelineConfigError(
-          "--dtype=fp16 is not supported in pipeline mode yet (one loss scale across stages); "
-          "use fp32 or bf16")
     if runtime.num_replicas != 1 or runtime.strategy is not tf.distribute.get_strategy():
       raise conf_lib.PipelineConfigError(
           "pipeline mode takes the runtime of pipeline_runtime(): the stages are the devices, "
           "under no tf.distribute strategy")
     self.steps_per_call = steps_per_call if schedule == "2bw" else 1
     for name in ("iterations_per_loop", "save_checkpoints_steps", "num_train_steps"):
-      if getattr(config, name) % self.steps_per_call:
+      if getattr(config, name, 0) % self.steps_per_call:
         raise conf_lib.PipelineConfigError(
             f"--{name}={getattr(config, name)} must be a multiple of the 2bw steps per call "
             f"({self.steps_per_call})")
@@ -98,9 +99,9 @@ class PipelinePretrainer(Pretrainer):
     # [stage][replica] -> device; replica 0 holds the trained (checkpointed) variables.
     self.replica_devices = [[devices[r] for r in conf.ranks(s)] for s in range(conf.num_stages)]
     self.stage_devices = [d[0] for d in self.replica_devices]
+    self.stage_times = None   # the last loop call's per-stage timing (see build_train_loop)
     with stages_lib.placement(self.layouts, self.stage_devices):
-      super().__init__(bert_config, config, optimizer_config, runtime, train_dataset_fn,
-                       eval_dataset_fn)
+      super().__init__(bert_config, config, optimizer_config, runtime, *args, **kwargs)
 
   def build_optimizer(self, optimizer_config: OptimizerConfig) -> None:
     """One optimizer per stage, built under its device (its step counter and update math stay
@@ -118,10 +119,14 @@ class PipelinePretrainer(Pretrainer):
     if self.schedule == "2bw":
       copy = self.task.build_model(self.bert_config, self.config)
       self.stash = stages_lib.StagedModel(copy, self.layouts)
+    # fp16: every stage's optimizer is a LossScaleOptimizer. The copies of the scale move
+    # together: every stage sees the same global finiteness (engine.PipelineStep._update).
     self.stage_optimizers = []
     for device in self.stage_devices:
       with tf.device(device):
-        self.stage_optimizers.append(optimization.create_optimizer(optimizer_config))
+        self.stage_optimizers.append(precision.wrap_optimizer(
+            optimization.create_optimizer(optimizer_config), self.config.dtype,
+            initial_scale=self.config.initial_loss_scale))
     self.optimizer = self.stage_optimizers[0]   # learning rate and step for the log lines
     self.checkpoints = CheckpointWriter(self.runtime, self.checkpoint_manager(),
                                         self.config.output_dir)
@@ -157,26 +162,83 @@ class PipelinePretrainer(Pretrainer):
 
   def build_train_loop(self):
     """The engine's compiled loop with the pipeline step: ``(iterator, num_steps) -> summed
-    metrics``; ``Engine.fit`` runs it unchanged."""
+    metrics``; ``Engine.fit`` runs it unchanged. Each call also logs the per-stage timing
+    line (``stage_timing_line``) and keeps it in ``self.stage_times``."""
     cfg = self.config
     step = PipelineStep(self.task, self.replicas, self.stash, self.stage_optimizers,
                         self.replica_devices, self.state, kind=self.schedule,
                         num_microbatches=cfg.gradient_accumulation_steps, seed=cfg.seed,
-                        clip_norm=self.optimizer_config.clip_norm)
-    per_call = self.steps_per_call
+                        clip_norm=self.optimizer_config.clip_norm,
+                        loss_scaling=self.loss_scaling)
+    per_call, n = self.steps_per_call, self.task.num_metrics
 
     def loop(iterator, num_steps):
-      totals = tf.zeros([self.task.num_metrics])
+      totals = tf.zeros([n + step.num_timings])
       for _ in tf.range(num_steps // per_call):
         totals += step.run([next(iterator) for _ in range(per_call)])
       return totals
 
-    return tf.function(loop)
+    compiled = tf.function(loop)
+
+    def timed_loop(iterator, num_steps):
+      began = time.perf_counter()
+      totals = compiled(iterator, num_steps).numpy()
+      wall = time.perf_counter() - began
+      self.stage_times = StageTimes(totals[n:].reshape(self.conf.num_stages, 3), wall,
+                                    int(num_steps))
+      logging.info("%s", self.stage_times.line())
+      return tf.constant(totals[:n])
+
+    return timed_loop
 
 
-def from_spec(pipeline, spec, runtime: Runtime, **datasets) -> PipelinePretrainer:
-  """run_pretraining.py's pipeline trainer: ``pipeline`` from ``flags.pipeline.to_spec``,
-  ``spec`` the run's ``RunSpec``; m replaces the accumulation steps."""
+class StageTimes:
+  """Per stage, seconds of forward (F), backward (B) and update (U) work summed over the loop
+  call, replicas included; ``wall`` the call's wall time (the first call includes tracing).
+
+  What is measured: each schedule op of a stage is bracketed by ``tf.timestamp()`` ops on the
+  stage's device, the first after the op's inputs (previous stage's activation or gradient)
+  and the stage's previous op are ready, the second after its outputs exist. So a span is
+  time from inputs ready to outputs done: compute, plus waiting for a core the logical devices
+  share (on a CPU host, other stages' work); not time spent waiting for another stage.
+  busy = (F + B + U) / wall: the stage's share of the call that it was working (with R
+  replicas per stage it can exceed 1/R's share: their spans are summed)."""
+
+  def __init__(self, seconds, wall: float, steps: int):
+    self.seconds, self.wall, self.steps = seconds, wall, steps
+
+  def busy(self):
+    return self.seconds.sum(axis=1) / max(self.wall, 1e-9)
+
+  def line(self) -> str:
+    parts = [f"stage {s}: F {f:.3f} B {b:.3f} U {u:.3f} busy {busy:.2f}"
+             for s, ((f, b, u), busy) in enumerate(zip(self.seconds, self.busy()))]
+    return (f"pipeline stage times over {self.steps} step(s), {self.wall:.2f} s wall "
+            f"(seconds summed per op kind): " + "; ".join(parts))
+
+
+class PipelinePretrainer(PipelineMixin, Pretrainer):
+  """``Pretrainer`` over a pipeline layout (``PipelineMixin``'s keyword arguments)."""
+
+
+class PipelineClassifierTrainer(PipelineMixin, ClassifierTrainer):
+  """``ClassifierTrainer`` (run_classifier.py) over a pipeline layout: its task, plan, data,
+  evaluation and prediction, the step of the pipeline engine. The plan's step count must be a
+  multiple of 2bw's steps per call (fine-tuning: use --pipeline_steps_per_call=1)."""
+
+  def fit(self, iterator, start, target, **kwargs):
+    if start % self.steps_per_call or target % self.steps_per_call:
+      raise conf_lib.PipelineConfigError(
+          f"fine-tuning steps {start} -> {target} are not multiples of the 2bw steps per call "
+          f"({self.steps_per_call}); pass --pipeline_steps_per_call=1")
+    return super().fit(iterator, start, target, **kwargs)
+
+
+def from_spec(pipeline, spec, runtime: Runtime, *args, trainer=None, **kwargs):
+  """run_pretraining.py's (default) or run_classifier.py's (``trainer=
+  PipelineClassifierTrainer``, ``args=(task,)``) pipeline trainer: ``pipeline`` from
+  ``flags.pipeline.to_spec``, ``spec`` the run's ``RunSpec``; m replaces the accumulation
+  steps. Other arguments go to the trainer."""
   from bert_tf.pipeline import cluster  # pylint: disable=import-outside-toplevel
   if pipeline.predicted_shares:
     logging.info("pipeline split by estimated cost: %s, predicted share of the step per stage "
@@ -184,8 +246,8 @@ def from_spec(pipeline, spec, runtime: Runtime, **datasets) -> PipelinePretraine
                  ", ".join(f"{x:.3f}" for x in pipeline.predicted_shares))
   run = dataclasses.replace(spec.run, gradient_accumulation_steps=pipeline.num_microbatches)
   devices = cluster.connect_if_cluster()   # None: this process's own devices
-  return PipelinePretrainer(
+  return (trainer or PipelinePretrainer)(
       spec.bert_config, run, spec.optimizer, pipeline_runtime(pipeline.conf, pipeline.schedule,
                                                               runtime),
-      conf=pipeline.conf, schedule=pipeline.schedule, steps_per_call=pipeline.steps_per_call,
-      devices=devices, **datasets)
+      *args, conf=pipeline.conf, schedule=pipeline.schedule,
+      steps_per_call=pipeline.steps_per_call, devices=devices, **kwargs)
