@@ -230,3 +230,22 @@ def test_empty_context_is_an_error_or_skipped_and_counted(tmp_path):
   stats = squad.ReadStats()
   examples = squad.read_squad_examples(path, False, False, skip_empty_contexts=True, stats=stats)
   assert [e.qas_id for e in examples] == ["fine"] and stats.empty_contexts == ["blank"]
+
+
+def test_bom_numeric_ids_and_a_1_1_file_with_unanswered_questions(tmp_path):
+  """A byte-order mark is skipped; a numeric id is read as its string and scored under it; a
+  prediction file read as 1.1 where some questions have no answers is named before predicting
+  (the 1.1 evaluation cannot score them: a 2.0 file without --version_2_with_negative)."""
+  context = "The cat sat on the mat."
+  qas = [{"id": 7, "question": "Who?", "answers": [{"text": "cat", "answer_start": 4}]},
+         {"id": "none", "question": "?", "answers": [], "is_impossible": True}]
+  path = tmp_path / "v2.json"
+  path.write_bytes(b"\xef\xbb\xbf" + json.dumps(
+      {"data": [{"paragraphs": [{"context": context, "qas": qas}]}]}).encode())
+  assert [e.qas_id for e in squad.read_squad_examples(str(path), False, True)] == ["7", "none"]
+  with pytest.raises(squad.SquadFormatError, match=r"question 'none' has no answers while 1 "
+                     r"others have some \(a SQuAD 2.0 file\? pass --version_2_with_negative\)"):
+    squad.read_squad_examples(str(path), False, False)
+  dataset = squad.load_squad_json(str(path))
+  assert squad.evaluate_v2(dataset, {"7": "cat", "none": ""})["exact"] == 100.0
+  assert squad.evaluate_v1(_article(_q(7, "cat")), {"7": "the cat"})["exact_match"] == 100.0

@@ -184,3 +184,13 @@ def test_entity_scores_equal_seqeval_on_random_iob1_and_iob2_tags():
     assert (p, r, f1, count) == pytest.approx((report[kind]["precision"],
                                                report[kind]["recall"],
                                                report[kind]["f1-score"], report[kind]["support"]))
+
+
+def test_columns_split_on_spaces_and_tabs_only(tmp_path):
+  """Other whitespace (a no-break space, U+3000) is part of a word, as conlleval reads it; a line
+  of any whitespace alone ends a sentence."""
+  path = _write(tmp_path / "x.txt", "New\u00a0York NNP B-NP B-LOC\n\u3000 SYM O O\n\u3000\n"
+                "Bonn\tNNP  B-NP\tB-LOC \n")
+  sentences = data.read_conll(path)
+  assert [s.words for s in sentences] == [("New\u00a0York", "\u3000"), ("Bonn",)]
+  assert sentences[1].tags == ("B-LOC",) and sentences[1].where.endswith("x.txt:4")

@@ -65,11 +65,12 @@ def evaluate_v1(dataset: list, predictions: dict) -> dict:
   em = f1 = total = 0.0
   for qa in _questions(dataset):
     total += 1
-    if qa["id"] not in predictions:
-      logging.warning("Unanswered question %s will receive score 0.", qa["id"])
+    qid = str(qa["id"])  # the reader's key (an id written as a JSON number too)
+    if qid not in predictions:
+      logging.warning("Unanswered question %s will receive score 0.", qid)
       continue
     golds = [a["text"] for a in qa["answers"]]
-    prediction = predictions[qa["id"]]
+    prediction = predictions[qid]
     em += max(exact(prediction, g) for g in golds)
     f1 += max(f1_v1(prediction, g) for g in golds)
   return {"exact_match": 100.0 * em / total, "f1": 100.0 * f1 / total}
@@ -98,12 +99,12 @@ def evaluate_v2(dataset: list, predictions: dict, na_probs: Optional[dict] = Non
   are left out (the official script reports them missing)."""
   has_answer, exact_raw, f1_raw = {}, {}, {}
   for qa in _questions(dataset):
-    qid = qa["id"]
-    has_answer[qid] = bool(qa["answers"])
+    qid = str(qa["id"])  # the reader's key (an id written as a JSON number too)
+    has_answer[qid] = bool(qa.get("answers"))
     if qid not in predictions:
       logging.warning("Missing prediction for %s", qid)
       continue
-    golds = [a["text"] for a in qa["answers"] if normalize_answer(a["text"])] or [""]
+    golds = [a["text"] for a in qa.get("answers", ()) if normalize_answer(a["text"])] or [""]
     exact_raw[qid] = max(exact(predictions[qid], g) for g in golds)
     f1_raw[qid] = max(f1_v2(predictions[qid], g) for g in golds)
 

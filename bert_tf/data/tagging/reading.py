@@ -22,6 +22,10 @@ TASK_COLUMNS = {"conll2003": 4, "bio": None}  # None: as many as the file's firs
 TASK_NAMES = tuple(TASK_COLUMNS)
 OUTSIDE = "O"
 _BIO_TAG = re.compile(r"[BI]-\S+")
+# Columns are separated by spaces and tabs only: a word may hold any other character, other
+# Unicode whitespace included (a no-break space, U+3000, U+2028 ...), as conlleval splits on
+# " ". A line of whitespace alone (of any kind) ends a sentence.
+_SEPARATOR = re.compile(r"[ \t]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +94,8 @@ def read_conll(path: str, task: str = "conll2003", label_column: int = -1,
                labels: Optional[Sequence[str]] = None, strict: bool = True,
                skip_malformed: bool = False, stats: Optional[ReadStats] = None
                ) -> list[Sentence]:
-  """Sentences of a CoNLL file. Columns are separated by spaces or tabs.
+  """Sentences of a CoNLL file. Columns are separated by spaces or tabs (only: other
+  whitespace is part of a word); a line of whitespace alone ends a sentence.
 
   Args:
     task: ``conll2003`` (exactly 4 columns) or ``bio`` (the column count of the file's first
@@ -117,8 +122,9 @@ def read_conll(path: str, task: str = "conll2003", label_column: int = -1,
   number = 0
   for number, fields in read_tsv(path, bad_lines, skip_malformed):
     drop_bad_lines(number)
-    columns = "\t".join(fields).split()
-    if not columns:
+    line = "\t".join(fields)
+    columns = [c for c in _SEPARATOR.split(line) if c]
+    if not line.strip():
       builder.end()
       continue
     if columns[0] == "-DOCSTART-":
