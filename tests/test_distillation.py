@@ -1,8 +1,11 @@
 """Knowledge distillation: the loss against NumPy (T^2, alpha, transfer and padding rows),
 alpha = 1 is plain fine-tuning bitwise, a precomputed teacher equals the on-the-fly teacher,
-a teacher with its own vocabulary and casing, 2 replicas x 2 accumulation = one device, and the
-flag checks."""
+a teacher with its own vocabulary and casing, 2 replicas x 2 accumulation = one device (logical
+CPU devices, and 2 MultiWorkerMirrored processes), and the flag checks."""
 import dataclasses
+import json
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from bert_tf.configs import FinetuneConfig, OptimizerConfig
 from bert_tf.configs.distillation import DistillConfig
 from bert_tf.data import classifier as data
 from bert_tf.data.classifier import distill as distill_data
+from bert_tf.testing import launch
 from bert_tf.testing.files import write_xnli_sample
 from bert_tf.testing.tiny import classifier_config, tiny_config
 from bert_tf.training import distillation
@@ -21,12 +25,14 @@ from bert_tf.training.classification import ClassifierTrainer
 SEQ = 48
 
 
+RUN = dict(train_batch_size=384, batch_size_in_tokens=True, eval_batch_size=4096,
+           max_seq_length=SEQ, num_train_epochs=1, iterations_per_loop=20,
+           save_checkpoints_steps=1000, warmup_proportion=0.0)
+EXAMPLE_BATCHES = dict(batch_size_in_tokens=False, train_batch_size=8)  # 8 examples a step
+
+
 def _run_config(output_dir, **overrides):
-  values = dict(output_dir=str(output_dir), train_batch_size=384, batch_size_in_tokens=True,
-                eval_batch_size=4096, max_seq_length=SEQ, num_train_epochs=1,
-                iterations_per_loop=20, save_checkpoints_steps=1000, warmup_proportion=0.0)
-  values.update(overrides)
-  return FinetuneConfig(**values)
+  return FinetuneConfig(**{**RUN, "output_dir": str(output_dir), **overrides})
 
 
 def _trainer(output_dir, config, task, distill=None, runtime="one_device", **overrides):
@@ -69,7 +75,10 @@ def setup(tmp_path_factory):
   return dict(task=task, features=features, labelled=labelled, student_tok=student_tok,
               teacher_tok=teacher_tok, teacher_config=teacher_config,
               teacher_dir=str(root / "teacher"), examples=examples,
-              student_config=tiny_config(vocab_size=len(student_tok.vocab)))
+              student_config=tiny_config(vocab_size=len(student_tok.vocab)),
+              paths=dict(data_dir=paths["data_dir"], transfer_dir=transfer["data_dir"],
+                         vocab_file=paths["vocab_file"],
+                         teacher_vocab_file=str(root / "teacher_vocab.txt")))
 
 
 def _only_labelled(features, n):
@@ -179,8 +188,7 @@ def _distill(setup, **overrides):
 def _example_batches(output_dir, setup, **distill_overrides):
   """Batches of 8 examples (the same examples per step whatever the split: count batches)."""
   return _trainer(output_dir, setup["student_config"], setup["task"],
-                  _distill(setup, **distill_overrides), batch_size_in_tokens=False,
-                  train_batch_size=8)
+                  _distill(setup, **distill_overrides), **EXAMPLE_BATCHES)
 
 
 @pytest.fixture(scope="module")
@@ -222,13 +230,50 @@ def test_two_replicas_times_two_accumulation_equal_one_device(setup, on_the_fly,
   """On-the-fly teacher, transfer data, 2 steps of 8 examples on 2 replicas x 2 accumulation
   micro-batches: the one-device run's student."""
   trainer = _trainer(tmp_path, setup["student_config"], setup["task"], _distill(setup),
-                     runtime="mirrored", gradient_accumulation_steps=2,
-                     batch_size_in_tokens=False, train_batch_size=8)
+                     runtime="mirrored", gradient_accumulation_steps=2, **EXAMPLE_BATCHES)
   trainer.train(setup["features"], stop_after_steps=2)
   initial, fly, _ = on_the_fly
   assert _max_diff(initial, fly) > 1e-3  # trained
   diff = _max_diff(_weights(trainer), fly)
   assert diff < 2e-5, diff
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(240)  # backstop over wait_all's limit
+def test_two_multi_worker_mirrored_processes_equal_one_device(setup, on_the_fly, tmp_path):
+  """2 MultiWorkerMirrored processes on localhost (4 of the 8 examples of a step each; the
+  accumulation split is the test above's: it doubles the compile time here), on-the-fly
+  teacher (cased vocabulary) and transfer data: the one-device student after 2 steps. The
+  same launch checks that --skip_* input counts reach the chief's metrics as the total over
+  the workers (worker i counts i + 1)."""
+  initial, fly, _ = on_the_fly
+  np.savez(tmp_path / "initial.npz", **{f"w{i}": w for i, w in enumerate(initial)})
+  setup["student_config"].to_json_file(tmp_path / "student_config.json")
+  setup["teacher_config"].to_json_file(tmp_path / "teacher_config.json")
+  out = tmp_path / "student"
+  spec = {"distribution": "multi_worker_mirrored", "runs": [], "result_dir": str(tmp_path),
+          "distill": dict(
+              setup["paths"], output_dir=str(out), teacher_dir=setup["teacher_dir"],
+              student_config=str(tmp_path / "student_config.json"),
+              teacher_config=str(tmp_path / "teacher_config.json"),
+              run={**RUN, **EXAMPLE_BATCHES},
+              initial=str(tmp_path / "initial.npz"), steps=2)}
+  began = time.monotonic()
+  procs = launch.start_workers([sys.executable, "-m", "bert_tf.testing.train_worker",
+                                json.dumps(spec)], log_dir=str(tmp_path))
+  codes = launch.wait_all(procs, timeout=180)
+  logs = [launch.read_log(str(tmp_path), i) for i in range(2)]
+  assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+  got = np.load(tmp_path / "distill.npz")
+  diff = _max_diff([got[f"w{i}"] for i in range(len(got.files))], fly)
+  print(f"distillation, 2 MultiWorkerMirrored workers: max |student weight "
+        f"diff| vs one device {diff:.2e} (update {_max_diff(initial, fly):.2e}); launch "
+        f"{time.monotonic() - began:.0f}s")
+  assert _max_diff(initial, fly) > 1e-3  # trained
+  assert diff < 2e-5, diff
+  records = [json.loads(line) for line in open(out / "train_metrics.jsonl")]
+  assert records and all(r["corrupt_files_skipped"] == 3 for r in records), records
+  assert records[-1]["step"] == 2 and records[-1]["soft_loss"] > 0
 
 
 @pytest.mark.unit

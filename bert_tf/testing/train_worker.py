@@ -13,6 +13,10 @@ classifier.npz with the weights and the eval logits, and classifier.json with th
 With "squad": true, then also predict the committed SQuAD 2.0 file with ``parity_squad``
 (every worker takes part; the chief saves squad.npz with the span logits and squad.json with
 the predictions, n-best, null odds and scores).
+With "distill": {``distill_trainer`` arguments, "initial": npz of the student's trainable
+weights, "steps"}: also distil (on-the-fly teacher) for "steps" steps; before it, worker i
+counts i + 1 skipped input files (``reporting.count_input``), so the chief's metrics show the
+total over the workers; the chief saves distill.npz with the student's trainable weights.
 
 The tests build the same ``parity_pretrainer`` / ``parity_classifier`` / ``parity_squad`` on
 one device as the reference.
@@ -20,6 +24,7 @@ one device as the reference.
 import json
 import os
 import sys
+import time
 
 import bert_tf  # noqa: F401  (Keras 2 before tensorflow)
 import numpy as np
@@ -92,6 +97,34 @@ def squad_predict(trainer, sets, version_2=True):
                          version_2_with_negative=version_2, dataset=sets["dataset"])
 
 
+def distill_trainer(runtime, *, output_dir, data_dir, transfer_dir, vocab_file,
+                    teacher_vocab_file, student_config, teacher_config, teacher_dir, run,
+                    alpha=0.5, temperature=2.0, learning_rate=5e-4):
+  """An XNLI (en) distillation run with an on-the-fly teacher of its own cased vocabulary, and
+  transfer data: (trainer, features). ``run``: ``FinetuneConfig`` fields; the configs are JSON
+  files."""
+  from bert_tf.configs import BertConfig, FinetuneConfig
+  from bert_tf.configs.distillation import DistillConfig
+  from bert_tf.data import classifier as classifier_data
+  from bert_tf.data.classifier import distill as distill_data
+  from bert_tf.training import distillation
+  task = classifier_data.make_task("xnli", "en", "en")
+  student_tok = tokenization.BertTokenizer(vocab_file, do_lower_case=True)
+  teacher_tok = tokenization.BertTokenizer(teacher_vocab_file, do_lower_case=False)
+  examples, labelled = distill_data.read_examples(task, data_dir, transfer_dir,
+                                                  log=lambda *_: None)
+  config = FinetuneConfig(**dict(run, output_dir=output_dir))
+  features = distill_data.distill_features(examples, labelled, task, student_tok,
+                                           config.max_seq_length, teacher_tok)
+  distill = DistillConfig(alpha=alpha, temperature=temperature,
+                          teacher_config=BertConfig.from_json_file(teacher_config),
+                          teacher_checkpoint=teacher_dir, transfer_data_dir=transfer_dir)
+  trainer = distillation.DistillationTrainer(
+      BertConfig.from_json_file(student_config), config,
+      OptimizerConfig(learning_rate=learning_rate), runtime, task, distill)
+  return trainer, features
+
+
 def _save(result_dir, name, weights, **arrays):
   np.savez(os.path.join(result_dir, f"{name}.npz"), **arrays,
            **{f"w{i}": w for i, w in enumerate(weights)})
@@ -102,9 +135,9 @@ def main(argv):
     sys.exit(__doc__)
   spec = json.loads(argv[1])
   runtime = distribution.make_runtime(spec["distribution"])
-  initial = dict(np.load(spec["initial_weights"]))
   result_dir = spec["result_dir"]
   for run in spec["runs"]:
+    initial = dict(np.load(spec["initial_weights"]))
     run = dict(run)
     name = run.pop("name")
     trainer = parity_pretrainer(runtime, spec["features_seed"], **run)
@@ -131,6 +164,23 @@ def main(argv):
       np.savez(os.path.join(result_dir, "squad.npz"), logits=out["logits"])
       with open(os.path.join(result_dir, "squad.json"), "w") as f:
         json.dump({k: out[k] for k in ("predictions", "nbest", "null_odds", "eval")}, f)
+  if spec.get("distill"):
+    from bert_tf.training import reporting
+    values = dict(spec["distill"])
+    initial, steps = np.load(values.pop("initial")), values.pop("steps")
+    began = time.monotonic()
+    trainer, features = distill_trainer(runtime, **values)
+    assert len(initial.files) == len(trainer.model.trainable_variables)
+    for i, variable in enumerate(trainer.model.trainable_variables):
+      variable.assign(initial[f"w{i}"])
+    reporting.count_input("corrupt_files_skipped", runtime.worker_index + 1)
+    print(f"distill: student, teacher and features built in {time.monotonic() - began:.1f}s",
+          flush=True)
+    began = time.monotonic()
+    trainer.train(features, stop_after_steps=steps)
+    print(f"distill: {steps} steps trained in {time.monotonic() - began:.1f}s", flush=True)
+    if runtime.is_chief:
+      _save(result_dir, "distill", [v.numpy() for v in trainer.model.trainable_variables])
   print(f"worker {runtime.worker_index} done", flush=True)
 
 
