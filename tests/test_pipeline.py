@@ -19,6 +19,7 @@ from bert_tf import checkpoints, distribution, optimization
 from bert_tf.configs import TrainConfig
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
 from bert_tf.pipeline import conf as conf_lib
+from bert_tf.pipeline.engine import PipelineStep
 from bert_tf.pipeline.trainer import PipelinePretrainer, pipeline_runtime
 from bert_tf.testing import builders
 from bert_tf.testing.synthetic import pretraining_features
@@ -45,13 +46,18 @@ def _configs(output_dir, steps=STEPS, **overrides):
       dict(name="adamw", learning_rate=5e-3, num_train_steps=steps, num_warmup_steps=1))
 
 
-def pipeline(output_dir, layout, schedule, steps=STEPS, stop_after=None, m=M, **kwargs):
+def build(output_dir, layout, schedule, steps=STEPS, m=M, overrides=None, **kwargs):
   conf = conf_lib.parse_conf(layout)
-  train, opt = _configs(output_dir, steps, gradient_accumulation_steps=m)
+  train, opt = _configs(output_dir, steps, gradient_accumulation_steps=m, **(overrides or {}))
   kwargs.setdefault("devices", DEVICES)
-  trainer = PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, schedule),
-                               builders.dataset_fn(FEATURES), conf=conf, schedule=schedule,
-                               **kwargs)
+  return PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, schedule),
+                            builders.dataset_fn(FEATURES), conf=conf, schedule=schedule,
+                            **kwargs)
+
+
+def pipeline(output_dir, layout, schedule, steps=STEPS, stop_after=None, m=M, overrides=None,
+             **kwargs):
+  trainer = build(output_dir, layout, schedule, steps, m, overrides, **kwargs)
   trainer.fit_metrics = trainer.train(stop_after_steps=stop_after)
   return trainer
 
@@ -165,6 +171,57 @@ def test_2bw_equals_the_delayed_update_across_a_resume(tmp_path, reference):
   flush_diff = max_diff(weights(resumed.model), reference[0])
   print(f"2bw on 2 stages, resumed: max |w - w_ref(flush)| = {flush_diff:.2e}")
   assert flush_diff > 1e-4
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_mixed_precision_equals_one_device_under_the_same_policy(tmp_path, dtype):
+  """1f1b on 2 stages, m = 2, 2 steps: bf16 (no loss scale) and fp16 (dynamic loss scale: the last
+  stage scales the loss, every stage unscales its gradients) against single-device training
+  with the same policy and accumulation."""
+  ref = builders.pretrainer(tmp_path / "ref", config=CONFIG, features=FEATURES, dtype=dtype,
+                            gradient_accumulation_steps=2, steps=2)
+  ref_metrics = ref.train()
+  trainer = pipeline(tmp_path / "pipe", TWO, "1f1b", steps=2, m=2, overrides=dict(dtype=dtype))
+  diff = max_diff(weights(trainer.model), weights(ref.model))
+  print(f"{dtype} 1f1b on 2 stages: max |w - w_ref| = {diff:.2e}, loss "
+        f"{trainer.fit_metrics['loss']:.7f} vs {ref_metrics['loss']:.7f}")
+  assert diff <= 1e-6
+  assert abs(trainer.fit_metrics["loss"] - ref_metrics["loss"]) <= 1e-6
+  if dtype == "fp16":
+    scales = [float(opt.loss_scale) for opt in trainer.stage_optimizers]
+    assert scales == [float(ref.optimizer.loss_scale)] * 2, scales
+
+
+def test_fp16_overflow_in_one_stage_skips_the_step_on_every_stage(tmp_path, monkeypatch):
+  """Stage 0's gradient is made non-finite in step 0 only (stage 1's stays finite): no
+  stage's weights or optimizer move, every stage's loss scale halves, one skipped step."""
+  original = PipelineStep._stage_grads
+
+  def poisoned(self, t, s):
+    grads, variables = original(self, t, s)
+    if s == 0 and (t, "poisoned") not in self._grads:
+      self._grads[(t, "poisoned")] = True
+      inf = tf.where(self._step0 + t == 0, np.inf, 0.0)
+      grads = [grads[0] + inf] + grads[1:]
+      self._grads[(t, s)] = (grads, variables)
+    return grads, variables
+
+  monkeypatch.setattr(PipelineStep, "_stage_grads", poisoned)
+  trainer = build(tmp_path, TWO, "1f1b", steps=2, m=2, overrides=dict(dtype="fp16"))
+  trainer.restore()
+  initial = weights(trainer.model)
+  trainer.train(stop_after_steps=1)
+  assert int(trainer.skipped_steps.numpy()) == 1 and trainer.current_step() == 1
+  assert max_diff(weights(trainer.model), initial) == 0.0
+  initial_scale = trainer.config.initial_loss_scale
+  assert [float(o.loss_scale) for o in trainer.stage_optimizers] == [initial_scale / 2] * 2
+  # tf_keras's LossScaleOptimizer counts a skipped step in iterations (one device too).
+  assert [int(o.iterations.numpy()) for o in trainer.stage_optimizers] == [1, 1]
+  trainer.train(stop_after_steps=1)   # step 1 is finite: every stage moves
+  assert int(trainer.skipped_steps.numpy()) == 1
+  moved = [v for v in trainer.model.trainable_variables
+           if np.any(v.numpy() != initial[v.name])]
+  assert {trainer.staged.stage_of[v.ref()] for v in moved} == {0, 1}
 
 
 def test_layouts_the_run_cannot_take(tmp_path):

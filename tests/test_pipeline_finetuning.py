@@ -3,7 +3,7 @@
 equals single-device fine-tuning with the same accumulation; --num_stages is checked against
 the layout a pipeline checkpoint was saved with.
 
-Tiny odd-sized classifier (3 layers, hidden 32, vocab 100), MRPC-style random pairs of 6-24
+Tiny odd-sized classifier (2 layers, hidden 32, vocab 100), MRPC-style random pairs of 6-24
 tokens, dropout 0, fp32, 2 stages on the test process's 2 logical CPU devices.
 """
 import json
@@ -23,10 +23,10 @@ from bert_tf.testing.synthetic import classifier_features
 from bert_tf.testing.tiny import tiny_config
 from flags import pipeline as pipeline_flags
 
-CONFIG = tiny_config(vocab_size=100, num_hidden_layers=3)
+CONFIG = tiny_config(vocab_size=100)   # 2 layers
 TASK = data.make_task("mrpc")
 TRAIN, DEV = classifier_features(0, 64, vocab_size=100), classifier_features(1, 20, vocab_size=100)
-TWO = {"module_to_stage_map": [0, 0, 1, 1, 1, 1], "stage_to_rank_map": {"0": [0], "1": [1]}}
+TWO = {"module_to_stage_map": [0, 0, 1, 1, 1], "stage_to_rank_map": {"0": [0], "1": [1]}}
 DEVICES = ["/device:CPU:0", "/device:CPU:1"]
 M, STEPS = 4, 2
 

@@ -127,6 +127,9 @@ class PipelineMixin:
         self.stage_optimizers.append(precision.wrap_optimizer(
             optimization.create_optimizer(optimizer_config), self.config.dtype,
             initial_scale=self.config.initial_loss_scale))
+    if self.loss_scaling:   # the last stage scales the loss for all (tf_keras would warn)
+      for opt in self.stage_optimizers:
+        opt._loss_has_been_scaled = True  # pylint: disable=protected-access
     self.optimizer = self.stage_optimizers[0]   # learning rate and step for the log lines
     self.checkpoints = CheckpointWriter(self.runtime, self.checkpoint_manager(),
                                         self.config.output_dir)
