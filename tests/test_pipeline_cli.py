@@ -135,3 +135,31 @@ def test_pipeline_stages_without_a_file_splits_by_estimated_cost(tmp_path):
   assert spec.conf.num_stages == 2 and spec.schedule == "1f1b" and spec.num_microbatches == 4
   assert len(spec.conf.module_to_stage_map) == 4 + 3 and sum(spec.predicted_shares) == \
       pytest.approx(1.0)
+
+
+@pytest.mark.integration
+def test_run_classifier_fine_tunes_pipelined_from_the_pipeline_checkpoint(single_process):
+  """run_classifier.py with the pretraining run's conf.json (gpipe, m = 2) from its pipeline
+  checkpoint, --num_stages=2 checked against the layout it was saved with; the log carries
+  the per-stage timing line. (Equality with one device: test_pipeline_finetuning.)"""
+  from bert_tf.testing.files import GLUE_FILES, write_glue_task
+  tmp_path, _ = single_process
+  folder = write_glue_task(tmp_path, "mrpc")
+  words = sorted({w for _, (_, rows) in GLUE_FILES["mrpc"].items() for row in rows
+                  for cell in row[3:] for w in cell.lower().replace('"', ' " ').replace(
+                      ".", " . ").split()})
+  (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+                                                + words) + "\n")
+  out = tmp_path / "classifier"
+  result = run_script("run_classifier.py", [
+      "--task=mrpc", f"--data_dir={folder}", f"--vocab_file={tmp_path / 'vocab.txt'}",
+      f"--bert_config_file={tmp_path / 'bert_config.json'}", f"--output_dir={out}",
+      f"--init_checkpoint={tmp_path / 'out'}", "--num_stages=2",
+      f"--pipeline_config={tmp_path / 'conf.json'}", "--pipeline_schedule=gpipe",
+      "--num_microbatches=2", "--cpu_devices=2", "--train_batch_size=2", "--max_seq_length=16",
+      "--num_train_epochs=2", "--learning_rate=1e-3", "--do_train", "--do_eval"], 400)
+  assert result.returncode == 0, result.stderr[-4000:]
+  log = result.stderr
+  assert "pipeline of 2 stages (gpipe)" in log and "initialised weights from" in log
+  assert "pipeline stage times over" in log and "stage 1: F " in log
+  assert (out / "eval_results.txt").exists() and (out / "ckpt-2.index").exists()
