@@ -91,6 +91,29 @@ def test_skipped_corrupt_files_are_counted_in_the_training_metrics(tmp_path):
   assert counts == sorted(counts)  # a running count: every pass over the damaged file adds one
 
 
+@pytest.mark.unit
+def test_input_counts_are_named_and_summed_over_the_workers():
+  """Fixed names (every worker sends the same vector to the sum); one device's sum is its own
+  count; elastic ranks (each reads the whole stream) keep their own count. The 2-worker sum
+  itself: test_distillation's MultiWorkerMirrored launch (worker i counts i + 1: total 3)."""
+  from bert_tf import distribution
+  from bert_tf.training import reporting
+  with pytest.raises(ValueError, match="unknown input count 'bad_rows'.*INPUT_COUNT_NAMES"):
+    reporting.count_input("bad_rows")
+  before = reporting.input_counts().get("corrupt_files_skipped", 0)
+  reporting.count_input("corrupt_files_skipped", 2)
+  runtime = distribution.make_runtime("one_device")
+  assert reporting.input_counts(runtime.sum_over_workers) == {
+      "corrupt_files_skipped": before + 2}
+  doubled = lambda counts: 2 * counts  # noqa: E731  (two workers that counted the same)
+  assert reporting.input_counts(doubled)["corrupt_files_skipped"] == 2 * (before + 2)
+  reporting.every_worker_reads_all_input()
+  try:
+    assert reporting.input_counts(doubled)["corrupt_files_skipped"] == before + 2
+  finally:
+    reporting.every_worker_reads_all_input(False)
+
+
 @pytest.mark.integration
 def test_eval_only_over_an_empty_file_fails_and_writes_no_metrics(tmp_path):
   config = tiny_config()

@@ -16,6 +16,7 @@ from bert_tf import checkpoint_checks, checkpoints, distribution
 from bert_tf.checkpoints import CheckpointMismatchError
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
 from bert_tf.testing import builders
+from bert_tf.testing.synthetic import classifier_features
 from bert_tf.testing.tiny import tiny_config
 from flags import common as common_flags
 from flags import pretraining as pretraining_flags
@@ -59,6 +60,26 @@ def test_a_bigger_checkpoint_into_a_smaller_model_is_refused_listing_the_unused(
       BertEncoder(two), num_labels=3)) == "pretraining"
   assert checkpoints.restore_weights(str(two_layer_run / "encoder"), BertEncoder(two)) == \
       "encoder"
+
+
+def test_eval_only_over_a_bigger_classifier_run_is_refused_not_scored_without_layer_1(
+    tmp_path):
+  """run_classifier.py --do_eval restores the output_dir's checkpoint with no optimizer (the
+  weights-only path): a 2-layer classifier run evaluated with a 1-layer config is refused,
+  naming the unused layer, before any metrics are written."""
+  out = tmp_path / "classifier"
+  two = builders.classifier_trainer(out, config=tiny_config(vocab_size=100), task="mrpc")
+  tf.train.CheckpointManager(tf.train.Checkpoint(model=two.model), str(out), 1,
+                             checkpoint_name="ckpt").save(checkpoint_number=3)
+  one = builders.classifier_trainer(out, config=tiny_config(vocab_size=100,
+                                                            num_hidden_layers=1), task="mrpc")
+  with pytest.raises(CheckpointMismatchError, match=r"ckpt-3: holds \d+ model weight\(s\) this "
+                     r"model does not use.*model/encoder/blocks/1/"):
+    one.evaluate({"": classifier_features(1, 5)})
+  assert not (out / "eval_results.txt").exists() and not (out / "eval_metrics.jsonl").exists()
+  # The same depth evaluates.
+  same = builders.classifier_trainer(out, config=tiny_config(vocab_size=100), task="mrpc")
+  assert same.evaluate({"": classifier_features(1, 5)})["global_step"] == 0
 
 
 def test_another_width_names_the_file_and_both_configs(two_layer_run):

@@ -1,8 +1,9 @@
 """Horovod elastic training (--elastic) on localhost with a discovery script the test controls:
 2 ranks -> SIGKILL one -> training goes on with 1 -> discovery offers 2 again -> back to 2 ->
 finishes. Against an uninterrupted elastic run on 2 ranks: the same example ids at every step
-(none repeated or skipped), the same step-by-step loss, the same final weights (tolerance
-measured and stated in the README). Every process has a hard time limit."""
+(none repeated or skipped), the same step-by-step loss (each step once in the metrics file,
+the roll-back logged once), the same evaluations every --eval_every_steps, the same final
+weights (tolerance measured and stated in the README). Every process has a hard time limit."""
 import collections
 import os
 import signal
@@ -16,12 +17,13 @@ import pytest
 import tensorflow as tf
 
 from bert_tf.testing import elastic_job, launch
-from bert_tf.testing.files import write_pretraining_records
+from bert_tf.testing.files import read_metrics, write_pretraining_records
 from bert_tf.testing.synthetic import pretraining_features
 from bert_tf.testing.tiny import dropout_config
 
 
 STEPS, COMMIT = 64, 4  # 2 files x 64 examples, global batch 8
+EVAL = 32              # --eval_every_steps (and --save_checkpoints_steps)
 PACE = 0.15          # seconds per step at least: room to act mid-run
 JOB_TIMEOUT = 150    # seconds for one horovodrun job
 TOLERANCE = 1e-5     # max |final weight difference| against the uninterrupted run
@@ -43,7 +45,8 @@ def _command(tmp_path, out):
           "--use_horovod", "--elastic", f"--elastic_commit_steps={COMMIT}",
           "--train_batch_size=8", "--gradient_accumulation_steps=2", "--max_seq_length=16",
           "--max_predictions_per_seq=3", f"--num_train_steps={STEPS}", "--num_warmup_steps=4",
-          "--learning_rate=1e-3", "--save_checkpoints_steps=1000", "--iterations_per_loop=1",
+          "--learning_rate=1e-3", f"--save_checkpoints_steps={EVAL}",
+          f"--eval_every_steps={EVAL}", "--max_eval_steps=4", "--iterations_per_loop=1",
           "--deterministic", "--stall_timeout_secs=0", "--seed=7"]
 
 
@@ -139,20 +142,28 @@ def _check_examples(reference, got):
 
 
 def _check_loss_log(ref_losses, losses):
-  """Returns (the steps run twice, max |loss difference| of the surviving runs)."""
-  # The loss log: every step once, except the steps after the last commit before the kill,
-  # rolled back and run again (twice each, consecutive); the surviving loss of every step
-  # equals the uninterrupted run's.
+  """Returns (the steps run twice, max |loss difference|)."""
+  # The loss log: every step once, in order, although the steps after the last commit before
+  # the kill were rolled back and run again (their records wait for the commit); the loss of
+  # every step equals the uninterrupted run's.
   assert [s for s, _ in ref_losses] == list(range(1, STEPS + 1))
-  runs = collections.Counter(s for s, _ in losses)
+  assert [s for s, _ in losses] == list(range(1, STEPS + 1)), losses
+  loss_diff = max(abs(a - b) for (_, a), (_, b) in zip(ref_losses, losses))
+  assert loss_diff <= 1e-5, loss_diff
+  return loss_diff
+
+
+def _check_rollback(records):
+  """The steps run twice (a roll-back after the kill), from the traces: rank 0 stepped them
+  before and after the roll-back, which the chief logged once."""
+  runs = collections.Counter(r["step"] for r in records
+                             if r["event"] == "step" and r["rank"] == 0)
   repeated = sorted(s for s, n in runs.items() if n > 1)
-  assert sorted(runs) == list(range(1, STEPS + 1)) and max(runs.values()) <= 2, runs
   assert repeated == list(range(repeated[0], repeated[0] + len(repeated))) if repeated else True
   assert not repeated or (repeated[0] % COMMIT == 1 and len(repeated) < COMMIT), repeated
-  final = dict(losses)  # the last record of each step
-  loss_diff = max(abs(final[s] - loss) for s, loss in ref_losses)
-  assert loss_diff <= 1e-5, loss_diff
-  return repeated, loss_diff
+  rollbacks = [r for r in records if r["event"] == "rollback"]
+  assert len(rollbacks) <= 1 and (not repeated or rollbacks), rollbacks
+  return repeated
 
 
 @pytest.mark.unit
@@ -177,6 +188,41 @@ def test_committed_state_holds_optimizer_slots_counters_and_fp16_loss_scale(tmp_
   assert {"current_loss_scale:0", "good_steps:0", "global_step:0"} <= names, names
   slots = [n for n in names if n.endswith("/m:0") or n.endswith("/v:0")]
   assert len(slots) == 2 * len(trainer.model.trainable_variables)
+
+
+@pytest.mark.unit
+def test_metrics_records_wait_for_their_commit_and_a_roll_back_drops_them(tmp_path):
+  """What the elastic loop does with its writers: steps 1-4 committed, 5-6 rolled back and run
+  again, 7 after the writer closed (the end): the file holds every step once, in order."""
+  import json
+  from bert_tf.training import reporting
+  reporting.hold_records()
+  try:
+    writer = reporting.MetricsWriter(str(tmp_path), True)
+    path = tmp_path / "train_metrics.jsonl"
+    for step in range(1, 5):
+      writer.write(step, {"loss": float(step)})
+    assert not path.exists() or path.read_text() == ""  # not final yet
+    assert reporting.commit_records() == 4
+    for step in (5, 6):
+      writer.write(step, {"loss": -1.0})
+    writer.close()  # fit's finally, on the way out of a lost rank's error
+    assert reporting.discard_records() == 2
+    writer = reporting.MetricsWriter(str(tmp_path), True)
+    for step in (5, 6, 7):
+      writer.write(step, {"loss": float(step)})
+    writer.close()
+  finally:
+    reporting.commit_records()
+    reporting.hold_records(False)
+  records = [json.loads(line) for line in path.read_text().splitlines()]
+  assert [(r["step"], r["loss"]) for r in records] == [(s, float(s)) for s in range(1, 8)]
+  assert not reporting._Held.writers  # pylint: disable=protected-access  (all closed)
+  # Not holding: written at once, as before.
+  writer = reporting.MetricsWriter(str(tmp_path), True, name="plain")
+  writer.write(1, {"loss": 1.0})
+  assert (tmp_path / "plain_metrics.jsonl").read_text().startswith('{"step": 1')
+  writer.close()
 
 
 @pytest.mark.distributed
@@ -212,11 +258,19 @@ def test_elastic_shrink_and_grow_equals_uninterrupted(tmp_path):
 
   got = elastic_job.final_steps(records)
   seen = _check_examples(reference, got)
-  repeated, loss_diff = _check_loss_log(ref_losses, losses)
+  loss_diff = _check_loss_log(ref_losses, losses)
+  repeated = _check_rollback(records)
+  # --eval_every_steps under --elastic: the same evaluations as the uninterrupted run.
+  evals = [read_metrics(w / "out" / "eval_metrics.jsonl") for w in (ref_work, work)]
+  assert [r["step"] for r in evals[1]] == [r["step"] for r in evals[0]] == [EVAL, 2 * EVAL]
+  eval_diff = max(abs(a[k] - b[k]) for a, b in zip(*evals) for k in ("loss", "masked_lm_loss"))
+  assert eval_diff <= 1e-4, evals
   ref_w, got_w = _weights(ref_work / "out"), _weights(work / "out")
   diff = max(float(np.max(np.abs(ref_w[n] - got_w[n]))) for n in ref_w)
   print(f"elastic: shrink pause {_pause(records, killed):.1f}s, grow pause "
         f"{_pause(records, offered):.1f}s, steps re-run after "
-        f"the roll-back {repeated}, {len(seen)} distinct example ids, max loss diff {loss_diff:.1e}, final max |weight diff| {diff:.2e}, "
+        f"the roll-back {repeated} (logged once each), {len(seen)} distinct example ids, max "
+        f"loss diff {loss_diff:.1e}, max eval loss diff {eval_diff:.1e}, final max |weight "
+        f"diff| {diff:.2e}, "
         f"test {time.monotonic() - began:.0f}s")
   assert diff <= TOLERANCE

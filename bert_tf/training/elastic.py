@@ -15,6 +15,11 @@ takes micro-batches ``[r*K, (r+1)*K)`` of them: no example of the epoch is repea
 whatever N is. A micro-batch's dropout seed depends on (step, its index in the global batch),
 not on the rank, so a run that shrank and grew equals an uninterrupted one to rounding.
 
+Metrics: a step's record reaches ``train_metrics.jsonl`` / TensorBoard at the commit that makes
+it final (the console line at once), so a roll-back, logged once by the chief, leaves every
+step once in the files. ``--eval_every_steps`` evaluates on every rank (whole held-out set, no
+collective); the chief writes the results.
+
 First version: every rank reads the whole stream and keeps its slice (N x the input I/O).
 Set ``BERT_TF_ELASTIC_TRACE=<dir>`` to log, per process, the example hashes each rank reads
 for each step, with the world size and wall time (the tests count example ids with it); the
@@ -33,6 +38,7 @@ from absl import logging
 import tensorflow as tf
 
 from bert_tf.fault_tolerance import CheckpointWriter, TerminationGuard
+from bert_tf.training import reporting
 from bert_tf.training import step as step_lib
 
 TRACE_ENV = "BERT_TF_ELASTIC_TRACE"
@@ -71,8 +77,10 @@ def _seed_fn(total_micro_batches: int):
   return seed_fn
 
 
-def _make_state(variables):
-  """A Horovod elastic ``State`` holding ``variables`` in host memory (lazy Horovod import)."""
+def _make_state(variables, step_variable, on_restore=None):
+  """A Horovod elastic ``State`` holding ``variables`` in host memory (lazy Horovod import).
+  A commit also writes the metrics records held since the last one (their steps are final);
+  a restore drops them (those steps run again) and calls ``on_restore(from_step, to_step)``."""
   import horovod.tensorflow as hvd
   from horovod.common.elastic import State
 
@@ -86,10 +94,15 @@ def _make_state(variables):
     def save(self):
       self.values = [v.numpy() for v in variables]
       self.commits += 1
+      reporting.commit_records()
 
     def restore(self):
+      before = int(step_variable.numpy())
       for var, value in zip(variables, self.values):
         var.assign(value)
+      dropped = reporting.discard_records()
+      if on_restore is not None:
+        on_restore(before, int(step_variable.numpy()), dropped)
 
     def sync(self):
       hvd.broadcast_variables(variables, root_rank=0)
@@ -150,6 +163,10 @@ class ElasticTrainer:
     self.micro_batch = self.config.train_batch_size // self.accumulation
     self.trace = _Trace()
     self._loops = {}  # (size, rank) -> compiled train loop
+    self.rollback = None  # (from step, to step, records dropped) until the next run logs it
+
+  def on_restore(self, before: int, after: int, dropped: int) -> None:
+    self.rollback = (before, after, dropped)
 
   def _runtime(self):
     hvd, base = self.hvd, self.trainer.runtime
@@ -192,6 +209,16 @@ class ElasticTrainer:
                f"global batch {self.config.train_batch_size} = {size} rank(s) x {k} "
                f"micro-batches of {self.micro_batch}")
     self.trace.write(event="begin", step=start, rank=rank, size=size)
+    if self.rollback is not None:
+      before, after, dropped = self.rollback
+      self.rollback = None
+      if runtime.is_chief and before > after:  # once per roll-back, by the new world's chief
+        logging.warning(
+            "elastic: a rank was lost; rolled back from step %d to the commit at step %d, now "
+            "on %d rank(s): steps %d-%d run again (logged on the console before; their %d "
+            "metrics record(s) were never written, so the metrics files hold each step once)",
+            before, after, size, after + 1, before, dropped)
+        self.trace.write(event="rollback", step=after, rolled_back_from=before, size=size)
     committed = [start // self.commit_steps]
 
     def commit(step):
@@ -200,8 +227,12 @@ class ElasticTrainer:
         state.commit()  # raises HostsUpdatedInterrupt when hosts were added or removed
 
     iterator = iter(self._dataset(start, rank, size, k))
+    # Evaluation reads the whole held-out set on every rank, with no collective (as under
+    # Horovod without --elastic): a rank lost meanwhile cannot hang it; the chief writes.
+    evaluate = t.evaluate if getattr(t, "eval_dataset_fn", None) is not None else None
     try:
-      t.fit(iterator, start, target, on_loop_end=commit)
+      t.fit(iterator, start, target, on_loop_end=commit, evaluate=evaluate,
+            eval_every_steps=self.config.eval_every_steps)
     except tf.errors.OpError as e:  # a peer died inside a collective
       if isinstance(e, tf.errors.OutOfRangeError) or "Horovod" not in str(e):
         raise
@@ -240,9 +271,13 @@ def train(trainer, commit_steps: int, init_checkpoint=None) -> int:
   # No collective outside the elastic loop (a late rank would deadlock the others): the
   # restore reads files only, the state's sync broadcasts.
   trainer.runtime = elastic._runtime()  # pylint: disable=protected-access
+  # Metrics records wait for the commit of their step (a roll-back drops them); every rank
+  # reads the whole stream, so its --skip_* counts are the job's (not summed over ranks).
+  reporting.hold_records()
+  reporting.every_worker_reads_all_input()
   _build_slots(trainer)
   trainer.restore(init_checkpoint)
-  state = _make_state(committed_variables(trainer))
+  state = _make_state(committed_variables(trainer), trainer.global_step, elastic.on_restore)
 
   def reset():
     began = time.time()
@@ -251,7 +286,12 @@ def train(trainer, commit_steps: int, init_checkpoint=None) -> int:
     logging.info("elastic: reset to %d rank(s) in %.2f s", hvd.size(), time.time() - began)
     elastic.trace.write(event="reset", size=hvd.size(), rank=hvd.rank())
 
-  step = hvd_elastic.run_fn(elastic.run, reset)(state, cfg.num_train_steps)
+  try:
+    step = hvd_elastic.run_fn(elastic.run, reset)(state, cfg.num_train_steps)
+  finally:  # the end, or an error no roll-back handles: the steps run so far are final
+    reporting.commit_records()
+    reporting.hold_records(False)
+    reporting.every_worker_reads_all_input(False)
   if step >= cfg.num_train_steps:
     trainer.export_encoder()
   return step

@@ -56,15 +56,51 @@ def input_counts(sum_over_workers=None) -> dict[str, int]:
   return {name: int(n) for name, n in zip(INPUT_COUNT_NAMES, local) if n}
 
 
+class _Held:
+  """Elastic training (``hold_records``): the records of steps that a lost rank could still roll
+  back wait in memory for the commit that makes them final, so the files show every step
+  once. Console lines are not held."""
+  active = False
+  writers: list = []
+
+
+def hold_records(flag: bool = True) -> None:
+  """From now on, new ``MetricsWriter`` records wait for ``commit_records``."""
+  _Held.active = flag
+
+
+def commit_records() -> int:
+  """Writes every held record (their steps are committed); returns how many."""
+  return _release(write=True)
+
+
+def discard_records() -> int:
+  """Drops every held record (their steps were rolled back and will run again); returns how
+  many."""
+  return _release(write=False)
+
+
+def _release(write: bool) -> int:
+  count = 0
+  for writer in list(_Held.writers):
+    count += len(writer._pending)  # pylint: disable=protected-access
+    writer._release(write)  # pylint: disable=protected-access
+  return count
+
+
 class MetricsWriter:
   """One record per log line: console (absl), TensorBoard and ``<name>_metrics.jsonl``."""
 
   def __init__(self, output_dir: str, enabled: bool, name: str = "train"):
     self.enabled = enabled
+    self._pending, self._held, self._close_wanted = [], False, False
     if enabled:
       tf.io.gfile.makedirs(output_dir)
       self._jsonl = tf.io.gfile.GFile(os.path.join(output_dir, f"{name}_metrics.jsonl"), "a")
       self._summary = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard", name))
+      if _Held.active:
+        self._held = True
+        _Held.writers.append(self)
 
   def write(self, step: int, values: dict) -> None:
     if not self.enabled:
@@ -72,6 +108,12 @@ class MetricsWriter:
     text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                      for k, v in values.items())
     logging.info("step %d: %s", step, text)
+    if self._held:
+      self._pending.append((step, dict(values)))
+    else:
+      self._emit(step, values)
+
+  def _emit(self, step: int, values: dict) -> None:
     record = {"step": step, **{k: _json_value(v) for k, v in values.items()}}
     self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
     self._jsonl.flush()
@@ -81,10 +123,24 @@ class MetricsWriter:
           tf.summary.scalar(key, value)
     self._summary.flush()
 
+  def _release(self, write: bool) -> None:
+    pending, self._pending = self._pending, []
+    if write:
+      for step, values in pending:
+        self._emit(step, values)
+    if self._close_wanted:
+      _Held.writers.remove(self)
+      self._close()
+
   def close(self):
-    if self.enabled:
-      self._jsonl.close()
-      self._summary.close()
+    if self.enabled and self._held:
+      self._close_wanted = True  # closed once its held records are committed or dropped
+    elif self.enabled:
+      self._close()
+
+  def _close(self):
+    self._jsonl.close()
+    self._summary.close()
 
 
 class Throughput:
