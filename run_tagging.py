@@ -9,7 +9,8 @@
 
 Stages: parse flags -> frozen configs (run_config.json and run.flags in --output_dir) ->
 runtime -> the label set (from the training file, saved as labels.txt with the output) ->
-sentences and features per split -> TaggerTrainer -> train / evaluate / predict.
+sentences and features per split (features cached in --output_dir/features) -> TaggerTrainer
+-> train / evaluate / predict.
 """
 import bert_tf  # noqa: F401  (first: selects Keras 2 before TensorFlow is imported)
 
@@ -49,9 +50,15 @@ def read(data, split: str, labels=None) -> list:
 
 
 def featurize(sentences, tokenizer, spec, labels, split: str):
-  features = tagging_data.featurize(sentences, tokenizer, spec.run.max_seq_length,
-                                    {label: i for i, label in enumerate(labels)},
-                                    spec.data.doc_context)
+  """The split's windows, from --output_dir/features when an earlier run made them."""
+  data = spec.data
+  read_options = dict(task=data.task_name, label_column=data.label_column,
+                      strict=data.strict_tags, skip_malformed=data.skip_malformed_rows)
+  cache = f"{spec.run.output_dir}/features" if data.cache_features else None
+  features = tagging_data.cached_featurize(
+      sentences, tokenizer, spec.run.max_seq_length,
+      {label: i for i, label in enumerate(labels)}, data.doc_context,
+      tagging_data.split_path(data.data_dir, split), read_options, cache, log=logging.info)
   logging.info("%s: %d sentences -> %d windows; %d split (longer than --max_seq_length=%d), "
                "%d word(s) cut to fit, %d word(s) without tokens (predicted O)", split,
                len(sentences), len(features), features.split_sentences,

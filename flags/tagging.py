@@ -33,6 +33,9 @@ def define_tagging_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_bool("skip_malformed_rows", False, "Skip and count sentences with a bad line "
                 "(wrong column count, unknown or non-BIO tag, broken UTF-8) instead of "
                 "failing at the first one.")
+  f.DEFINE_bool("cache_features", True, "Keep tokenised windows in --output_dir/features: a "
+                "later run on the same files and settings loads them (any change to a file, "
+                "the vocab, casing, --max_seq_length, the labels or --doc_context rebuilds).")
   # The run (FinetuneConfig).
   common.define_finetuning_flags(flag_values, unit="sentences")
   f.DEFINE_float("tagger_dropout", None, "Dropout before the tagging layer (default: the "
@@ -54,7 +57,8 @@ def to_configs(v) -> configs.RunSpec:
   data = TaggingInputConfig(
       task_name=v.task_name, data_dir=v.data_dir, vocab_file=v.vocab_file,
       do_lower_case=v.do_lower_case, label_column=v.label_column, strict_tags=v.strict_tags,
-      doc_context=v.doc_context, skip_malformed_rows=v.skip_malformed_rows)
+      doc_context=v.doc_context, skip_malformed_rows=v.skip_malformed_rows,
+      cache_features=v.cache_features)
   return configs.RunSpec(
       bert_config=common.bert_config_from_flags(v), run=config, optimizer=common.finetune_optimizer(v),
       distribution=common.distribution_config(v), data=data,

@@ -155,7 +155,8 @@ def test_random_conll_files_read_exactly_or_name_the_first_bad_line(tmp_path,
 # ---- SQuAD --------------------------------------------------------------------------------
 
 _SPACES = (" ", " ", " ", "  ", "\t", "\n", "\r\n", "\u202f")   # google's whitespace
-_SQUAD_CHARS = "abcxyzKLMé0123\"'“”«»\\/{}[],.:;!?中文東京😀👍🏽\u0301\u200b\u00a0\u3000\x0b\x85\u2028\x00\x7f\ufeffİß"
+_SQUAD_CHARS = ("abcxyzKLMé0123\"'“”«»\\/{}[],.:;!?中文東京😀👍🏽\u0301\u200b\u00a0\u3000\x0b\x85"
+                "\u2028\x00\x7f\ufeffİß")
 
 
 def _context(rng):
@@ -180,8 +181,8 @@ def _squad_document(rng, v2):
       qas = []
       for _ in range(rng.randint(1, 4)):
         n += 1
-        qa = {"id": rng.choice([f"q{n}", f"Ид-{n}\u00e9", n]),
-              "question": "".join(rng.choice(_SQUAD_CHARS + " ") for _ in range(rng.randint(1, 20)))}
+        question = "".join(rng.choice(_SQUAD_CHARS + " ") for _ in range(rng.randint(1, 20)))
+        qa = {"id": rng.choice([f"q{n}", f"Ид-{n}\u00e9", n]), "question": question}
         if v2 and rng.random() < 0.3:
           qa.update(answers=[], is_impossible=True)
         else:

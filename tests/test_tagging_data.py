@@ -194,3 +194,41 @@ def test_columns_split_on_spaces_and_tabs_only(tmp_path):
   sentences = data.read_conll(path)
   assert [s.words for s in sentences] == [("New\u00a0York", "\u3000"), ("Bonn",)]
   assert sentences[1].tags == ("B-LOC",) and sentences[1].where.endswith("x.txt:4")
+
+
+def test_feature_cache_is_read_back_and_invalidated_by_vocab_length_and_file(tmp_path):
+  conll = tmp_path / "train.txt"
+  shutil.copy(os.path.join(SAMPLE, "train.txt"), conll)
+  vocab = tmp_path / "vocab.txt"
+  shutil.copy(os.path.join(SAMPLE, "vocab.txt"), vocab)
+  cache, options = str(tmp_path / "features"), {"task": "conll2003"}
+  tokenizers = {}
+
+  def run(max_seq_length=32):
+    """True when the features came from the cache (then checked equal to fresh ones)."""
+    sentences = data.read_conll(str(conll))
+    ids = {t: i for i, t in enumerate(data.label_list(sentences))}
+    size = os.path.getsize(vocab)
+    if size not in tokenizers:
+      tokenizers[size] = tokenization.BertTokenizer(str(vocab), do_lower_case=False)
+    logged = []
+    features = data.cached_featurize(sentences, tokenizers[size], max_seq_length, ids, False,
+                                     str(conll), options, cache, log=logged.append)
+    hit = any("features from cache" in line for line in logged)
+    if hit:
+      fresh = data.featurize(sentences, tokenizers[size], max_seq_length, ids)
+      for field in ("ids", "offsets", "labels", "word_ids", "window_sentence", "word_offsets",
+                    "vanished", "split_sentences", "truncated_words"):
+        np.testing.assert_array_equal(getattr(features, field), getattr(fresh, field), field)
+    return hit
+
+  assert not run() and len(os.listdir(cache)) == 1
+  assert run()                                        # the second run reads the cache
+  assert not run(max_seq_length=16) and run(max_seq_length=16)
+  with open(vocab, "a") as f:                         # another vocabulary: rebuilt
+    f.write("Zebra\n")
+  assert not run() and run()
+  with open(conll, "a") as f:                         # the file changed: rebuilt
+    f.write("\nZebra NN B-NP O\n")
+  assert not run() and run()
+  assert len(os.listdir(cache)) == 4  # one entry per setting

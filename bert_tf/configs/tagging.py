@@ -15,3 +15,4 @@ class TaggingInputConfig:
   strict_tags: bool = True           # every tag is O, B-TYPE or I-TYPE
   doc_context: bool = False          # fill windows with the document's neighbouring tokens
   skip_malformed_rows: bool = False  # skip and count sentences with a bad line
+  cache_features: bool = True        # keep tokenised windows in --output_dir/features

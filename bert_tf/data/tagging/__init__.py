@@ -8,19 +8,21 @@ and ``entity_scores`` (entity precision / recall / F1 and token accuracy).
 
 Modules:
   reading    Sentence, read_conll, split_path, label_list, save_labels / load_labels
-  features   TaggingFeatures, featurize (windows, document context)
+  features   TaggingFeatures, featurize (windows, document context), cached_featurize
   batching   assemble, make_dataset
   conlleval  chunks, entity_scores, conll_lines (the predictions file)
 """
 from bert_tf.data.tagging.batching import assemble, make_dataset
 from bert_tf.data.tagging.conlleval import chunks, conll_lines, entity_scores
-from bert_tf.data.tagging.features import TaggingFeatures, context_sizes, featurize
+from bert_tf.data.tagging.features import (TaggingFeatures, cached_featurize, context_sizes,
+                                           features_key, featurize)
 from bert_tf.data.tagging.reading import (LABELS_FILE, OUTSIDE, SPLIT_FILES, TASK_NAMES,
                                           MalformedRowError, ReadStats, Sentence, label_list,
                                           load_labels, read_conll, save_labels, split_path,
                                           tag_problem)
 
 __all__ = ["assemble", "make_dataset", "chunks", "conll_lines", "entity_scores",
-           "TaggingFeatures", "context_sizes", "featurize", "LABELS_FILE", "OUTSIDE",
-           "SPLIT_FILES", "TASK_NAMES", "MalformedRowError", "ReadStats", "Sentence",
+           "TaggingFeatures", "cached_featurize", "context_sizes", "features_key", "featurize",
+           "LABELS_FILE", "OUTSIDE", "SPLIT_FILES", "TASK_NAMES", "MalformedRowError", "ReadStats",
+           "Sentence",
            "label_list", "load_labels", "read_conll", "save_labels", "split_path", "tag_problem"]

@@ -6,10 +6,14 @@ its document (labels stay on the window's own words)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import hashlib
+import os
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from bert_tf.data.classifier.features import Features as ClassifierFeatures
+from bert_tf.data.classifier.features import cache_key, file_identity
 from bert_tf.data.tagging.reading import Sentence
 
 
@@ -51,6 +55,18 @@ class TaggingFeatures:
   @property
   def num_words(self) -> int:
     return int(self.word_offsets[-1])
+
+  def save(self, path: str):
+    """One .npz, written to a temporary name and renamed (the classifier's ``Features.save``,
+    which writes any dataclass of arrays)."""
+    ClassifierFeatures.save(self, path)
+
+  @classmethod
+  def load(cls, path: str) -> "TaggingFeatures":
+    features = ClassifierFeatures.load.__func__(cls, path)
+    features.split_sentences = int(features.split_sentences)
+    features.truncated_words = int(features.truncated_words)
+    return features
 
   def positions(self, window: int) -> tuple[np.ndarray, np.ndarray]:
     """(positions in the window, their word indexes) of the words the window predicts."""
@@ -137,3 +153,45 @@ def featurize(sentences: Sequence[Sentence], tokenizer, max_seq_length: int,
       labels=flat(1), word_ids=flat(2), window_sentence=np.array(window_sentence, np.int32),
       word_offsets=word_offsets, vanished=np.array(counts["vanished"], np.int64),
       split_sentences=counts["split"], truncated_words=counts["truncated"])
+
+
+CACHE_FORMAT = 1  # bump when featurize's output changes for the same inputs
+
+
+def features_key(path: str, read_options: dict, tokenizer, max_seq_length: int,
+                 label_ids: dict, doc_context: bool) -> str:
+  """What the features of ``path`` depend on: the file (path, size, mtime), how it was read,
+  the vocabulary's bytes, casing, max_seq_length, the label ids and document context."""
+  import tensorflow as tf
+  with tf.io.gfile.GFile(tokenizer.vocab_file, "rb") as f:
+    vocab = hashlib.sha256(f.read()).hexdigest()
+  return cache_key("tagging", CACHE_FORMAT, file_identity(path), read_options, vocab,
+                   tokenizer.do_lower_case, max_seq_length, sorted(label_ids.items()),
+                   doc_context)
+
+
+def cached_featurize(sentences: Sequence[Sentence], tokenizer, max_seq_length: int,
+                     label_ids: dict, doc_context: bool, path: str, read_options: dict,
+                     cache_dir: Optional[str], log: Callable = print) -> TaggingFeatures:
+  """``featurize``, kept in ``cache_dir`` (None: no cache) under ``features_key``: a second
+  run on the same file and settings loads the windows instead of tokenising again; any change
+  to the file, the vocabulary, the casing, max_seq_length, the labels, document context or
+  the reading options makes a new entry. An entry that does not fit the sentences read (their
+  count or word count) is rebuilt."""
+  import tensorflow as tf
+  if not cache_dir:
+    return featurize(sentences, tokenizer, max_seq_length, label_ids, doc_context)
+  key = features_key(path, read_options, tokenizer, max_seq_length, label_ids, doc_context)
+  entry = os.path.join(cache_dir, f"tagging-{os.path.basename(path)}-{key}.npz")
+  words = sum(len(s.words) for s in sentences)
+  if tf.io.gfile.exists(entry):
+    features = TaggingFeatures.load(entry)
+    if len(features.word_offsets) == len(sentences) + 1 and features.num_words == words:
+      log(f"{path}: features from cache {entry}")
+      return features
+    log(f"{path}: cache entry {entry} does not fit the {len(sentences)} sentences read; "
+        "rebuilding it")
+  features = featurize(sentences, tokenizer, max_seq_length, label_ids, doc_context)
+  tf.io.gfile.makedirs(cache_dir)
+  features.save(entry)
+  return features
