@@ -3,17 +3,28 @@
   .venv/bin/python benchmarks/bench_pipeline.py [--layers 4 --hidden 128 --seq 64 --batch 32
                                                  --stages 2 --microbatches 4,8 --steps 6]
 
-Two tables, printed as Markdown.
+Three tables, printed as Markdown, under the machine line.
 - Schedule figures, from ``bert_tf.pipeline.schedule.simulate`` (no TensorFlow):
   - unit stage times;
   - idle fraction against (p - 1)/(m + p - 1);
   - most micro-batches in flight per stage. This is the activation memory a stage holds, in
     micro-batches: the schedule fixes it and the engine enforces it with control dependencies.
-  - per-stage peak memory is not measured: logical CPU devices share one allocator.
-- Measured, CPU only, one process, p stages on p logical CPU devices:
+- Memory, CPU, one process, p stages on p logical CPU devices. TensorFlow's allocator
+  statistics (``tf.config.experimental.get_memory_info``) exist on the CPU only with oneDNN on
+  (off: "Allocator stats not available"), and the logical devices share one allocator: every
+  device reports the same numbers; and it counts only allocations of about 256 KiB and more
+  (checked here: a 64x64 float32 tensor is not counted, 256x256 is), so small configurations
+  read low or zero. So:
+  - per stage: the bytes one micro-batch's stage forward leaves held (its tape and output),
+    measured alone (allocator current after - before, eager), times the schedule's most
+    micro-batches in flight at that stage: counted from a measurement, not a measured peak;
+  - whole step, measured: the allocator's peak during one step minus its current before it
+    (activations, gradients, accumulators, update temporaries of all stages together).
+- Measured speed, CPU only, one process, p stages on p logical CPU devices:
   - examples/s of every schedule and m, against data parallelism (Mirrored) over the same
     devices at the same global batch;
   - the first loop call (tracing) is excluded;
+  - the per-stage busy fraction from the trainer's timing line (trainer.StageTimes);
   - the host's cores are shared by the logical devices and, on this machine, by other
     people's jobs. The figures say what runs, not what GPUs would do.
 """
@@ -42,19 +53,70 @@ def schedule_table(p, ms):
   return "\n".join(rows)
 
 
+def _memory():
+  """The shared CPU allocator's (current, peak) bytes; None with oneDNN off (no stats)."""
+  import tensorflow as tf
+  try:
+    info = tf.config.experimental.get_memory_info("CPU:0")
+  except ValueError:
+    return None
+  return info["current"], info["peak"]
+
+
 def _time_loop(trainer, steps, per_call):
+  """(examples/s, measured step peak bytes or None, the trainer's StageTimes of the timed
+  call or None)."""
   import tensorflow as tf
   trainer.restore()
   loop = trainer.compiled_train_loop()
   iterator = iter(trainer.distributed_train_dataset(0))
   loop(iterator, tf.constant(per_call)).numpy()   # trace and first run
+  peak = None
+  if _memory() is not None:
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = _memory()[0]
+    loop(iterator, tf.constant(per_call)).numpy()
+    peak = _memory()[1] - before
   began = time.perf_counter()
   loop(iterator, tf.constant(steps)).numpy()
-  return steps * trainer.config.train_batch_size / (time.perf_counter() - began)
+  rate = steps * trainer.config.train_batch_size / (time.perf_counter() - began)
+  return rate, peak, getattr(trainer, "stage_times", None)
+
+
+def _conf(p, layers):
+  """Embeddings with stage 0, the layers split evenly, heads (and loss) on the last stage."""
+  from bert_tf.pipeline import conf as conf_lib
+  stage_of_layer = [min(p - 1, i * p // layers) for i in range(layers)]
+  return conf_lib.parse_conf({"module_to_stage_map": [0] + stage_of_layer + [p - 1, p - 1],
+                              "stage_to_rank_map": {str(s): [s] for s in range(p)}})
+
+
+def stage_bytes_per_microbatch(trainer):
+  """Per stage: bytes one micro-batch's forward leaves held under its tape (eager, alone)."""
+  import tensorflow as tf
+  staged, cfg = trainer.staged, trainer.config
+  batch = next(iter(trainer.distributed_train_dataset(0)))
+  features = {k: v[0] for k, v in batch.items()}
+  held, x = [], None
+  for s in range(staged.num_stages):
+    with tf.device(trainer.stage_devices[s]):
+      before = _memory()[0]
+      with tf.GradientTape() as tape:
+        if x is not None:
+          tape.watch(x)
+        y = staged.forward(s, x, features, tf.constant([cfg.seed, 0], tf.int64))
+      held.append(_memory()[0] - before)
+      del tape
+      x = y
+  return held
+
+
+def _mib(n):
+  return f"{n / 2 ** 20:.2f}"
 
 
 def measured_table(args, ms):
-  from bert_tf.pipeline import conf as conf_lib
+  from bert_tf.pipeline import schedule as sched
   from bert_tf.pipeline.trainer import PipelinePretrainer, pipeline_runtime
   from bert_tf.testing import builders
   from bert_tf.testing.synthetic import pretraining_features
@@ -63,18 +125,22 @@ def measured_table(args, ms):
                        intermediate_size=4 * args.hidden, vocab_size=1000,
                        max_position_embeddings=max(64, args.seq))
   features = pretraining_features(config, batch=4 * args.batch, seq=args.seq, predictions=8)
-  conf = conf_lib.uniform_conf(args.stages, args.layers)
-  rows = ["| run | m | examples/s |", "|---|---|---|"]
+  conf, p = _conf(args.stages, args.layers), args.stages
+  rows = ["| run | m | examples/s | busy per stage (timing line) |", "|---|---|---|---|"]
+  memory = ["| schedule | m | in flight per stage | activations held per stage, MiB "
+            "(counted: in flight x measured per micro-batch) | step peak, MiB (measured, all "
+            "stages) |", "|---|---|---|---|---|"]
   with tempfile.TemporaryDirectory() as tmp:
     dp = builders.pretrainer(os.path.join(tmp, "dp"), "mirrored", config=config,
                              features=features, steps=1000, train_batch_size=args.batch,
                              max_seq_length=args.seq, max_predictions_per_seq=8,
                              iterations_per_loop=args.steps)
-    rows.append(f"| data parallel (Mirrored, {args.stages} devices) | - | "
-                f"{_time_loop(dp, args.steps, 1):.1f} |")
+    rate, dp_peak, _ = _time_loop(dp, args.steps, 1)
+    rows.append(f"| data parallel (Mirrored, {p} devices) | - | {rate:.1f} | - |")
+    per_mb = None
     for kind in ("gpipe", "1f1b", "2bw"):
       for m in ms:
-        if kind == "2bw" and m < args.stages:
+        if kind == "2bw" and m < p:
           continue
         per_call = 2 if kind == "2bw" else 1
         train, opt = builders._split(  # pylint: disable=protected-access
@@ -86,9 +152,22 @@ def measured_table(args, ms):
         trainer = PipelinePretrainer(config, train, opt, pipeline_runtime(conf, kind),
                                      builders.dataset_fn(features), conf=conf, schedule=kind,
                                      steps_per_call=per_call)
-        rows.append(f"| pipeline {kind}, {args.stages} stages | {m} | "
-                    f"{_time_loop(trainer, args.steps, per_call):.1f} |")
-  return "\n".join(rows)
+        rate, peak, times = _time_loop(trainer, args.steps, per_call)
+        busy = " / ".join(f"{b:.2f}" for b in times.busy()) if times else "-"
+        rows.append(f"| pipeline {kind}, {p} stages | {m} | {rate:.1f} | {busy} |")
+        if peak is None:
+          continue
+        if per_mb is None or per_mb[0] != m:   # depends on the micro-batch size only
+          per_mb = (m, stage_bytes_per_microbatch(trainer))
+        in_flight = sched.simulate(sched.make_schedule(kind, p, m, per_call)).max_in_flight
+        held = " / ".join(_mib(n * b) for n, b in zip(in_flight, per_mb[1]))
+        memory.append(f"| {kind}{' (2 steps/call)' if per_call > 1 else ''} | {m} | "
+                      f"{in_flight} | {held} | {_mib(peak)} |")
+    if dp_peak is not None:
+      memory.append(f"| data parallel (Mirrored) | - | - | - | {_mib(dp_peak)} |")
+  if len(memory) == 2:
+    memory.append("| (oneDNN off: the CPU allocator keeps no statistics; not measured) |||||")
+  return "\n".join(rows) + "\n\n" + "\n".join(memory)
 
 
 def main():
@@ -103,6 +182,8 @@ def main():
   parser.add_argument("--no_measure", action="store_true", help="schedule table only")
   args = parser.parse_args()
   ms = [int(m) for m in args.microbatches.split(",")]
+  from bert_tf.tools.machine import machine_line
+  print(machine_line() + "\n")
   print(schedule_table(args.stages, ms) + "\n")
   print(schedule_table(4, [4, 8, 16]) + "\n")
   if not args.no_measure:
