@@ -9,11 +9,13 @@ one device, randomly initialised (throughput does not depend on the weights):
 * train: ``trainer.train`` (the engine's loop: AdamW, dropout 0.1, every batch padded to the
   sequence length as google's scripts do), ``--steps`` steps per loop call; the figure is the
   engine's own ``examples_per_sec`` over the timed calls (the first call traces and is left
-  out), from ``train_metrics.jsonl``. An example is a feature: a SQuAD doc span, a tagging
-  window, a classifier pair.
+  out), from ``train_metrics.jsonl``; and examples per CPU-second of the process (all its
+  threads) over the same calls, steadier than wall time on a shared machine. An example is a
+  feature: a SQuAD doc span, a tagging window, a classifier pair.
 * predict: the task's inference over a set of full-length features (classifier logits, SQuAD
-  span logits, tagging word predictions, each gathered and coverage-checked as in the scripts),
-  run twice; the second (traced) pass is timed. SQuAD's n-best post-processing is not included.
+  span logits, tagging word predictions, each gathered and coverage-checked as in the
+  scripts), run twice; the second (traced) pass is timed, in wall and process CPU time.
+  SQuAD's n-best post-processing is not included.
 
 Every feature is full length: classifier pairs of exactly 128 tokens, SQuAD doc spans of a
 long context at 384 (doc_stride 128, query 64), tagging windows of long sentences cut at word
@@ -122,6 +124,21 @@ def _cell(spec):
     trainer = TaggerTrainer(config, FinetuneConfig(**common), opt, runtime,
                             TaggingSpec("conll2003", tags))
     predict = lambda f: trainer.predict_words(f, predict_batch)  # noqa: E731
+  cpu_seconds = []  # process CPU time (all threads) of each loop call: steadier under load
+  compiled = trainer.compiled_train_loop
+
+  def timed_train_loop():
+    loop = compiled()
+
+    def run(iterator, n):
+      began = time.process_time()
+      totals = loop(iterator, n)
+      totals.numpy()  # done
+      cpu_seconds.append(time.process_time() - began)
+      return totals
+    return run
+
+  trainer.compiled_train_loop = timed_train_loop
   trainer.train(features, stop_after_steps=steps * calls)
   with open(os.path.join(output_dir, "train_metrics.jsonl")) as f:
     lines = [json.loads(line) for line in f if line.strip()]
@@ -129,12 +146,13 @@ def _cell(spec):
   predict_set = features  # the whole set (at least --predict_count features)
   trainer._restored = True  # random weights: nothing to restore
   predict(predict_set)  # traces
-  began = time.perf_counter()
+  began, began_cpu = time.perf_counter(), time.process_time()
   predict(predict_set)
-  seconds = time.perf_counter() - began
+  seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
   lengths = np.asarray(features.lengths)
   return {"train": train_rate, "train_steps": lines[-1]["step"],
-          "predict": len(predict_set) / seconds, "predict_features": len(predict_set),
+          "train_cpu": train_batch * steps * (calls - 1) / sum(cpu_seconds[1:]),
+          "predict": len(predict_set) / seconds, "predict_cpu": len(predict_set) / cpu, "predict_features": len(predict_set),
           "mean_tokens": float(lengths.mean()), "device": runtime.description}
 
 
@@ -183,9 +201,9 @@ def main(argv=None):
         f"{args.calls - 1} timed call(s) after a warm-up call; predict: at least "
         f"{args.predict_count} features in batches of {args.predict_batch}, the second pass "
         f"timed; {args.rounds} round(s), median (min .. max)\n")
-  print("| task | seq | model | train examples/s | predict examples/s | features predicted | "
-        "mean tokens/feature |")
-  print("|---|---:|---|---:|---:|---:|---:|")
+  print("| task | seq | model | train examples/s | train examples/CPU-s | predict examples/s | "
+        "predict examples/CPU-s | features predicted | mean tokens/feature |")
+  print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
 
   def cell(values):
     text = f"{statistics.median(values):.1f}"
@@ -194,7 +212,8 @@ def main(argv=None):
   for task, preset in cells:
     runs = results[(task, preset)]
     print(f"| {task} | {TASKS[task]} | {preset} | {cell([r['train'] for r in runs])} | "
-          f"{cell([r['predict'] for r in runs])} | {runs[0]['predict_features']} | "
+          f"{cell([r['train_cpu'] for r in runs])} | {cell([r['predict'] for r in runs])} | "
+          f"{cell([r['predict_cpu'] for r in runs])} | {runs[0]['predict_features']} | "
           f"{runs[0]['mean_tokens']:.0f} |")
 
 
