@@ -174,6 +174,18 @@ def test_2bw_equals_the_delayed_update_across_a_resume(tmp_path, reference):
   assert flush_diff > 1e-4
 
 
+def test_2bw_on_replicated_stages_equals_the_delayed_update(tmp_path):
+  """2 stages x 2 ranks, m = 4 (2 micro-batches per replica pipeline), 2 steps per graph,
+  4 steps: each replica keeps its own stash on its devices; the same sequential reference."""
+  trainer = pipeline(tmp_path, REPLICATED, "2bw", steps_per_call=2, devices=REPLICA_DEVICES)
+  diff = max_diff(weights(trainer.model), two_bw_reference(STEPS, m=M))
+  print(f"2bw on 2 stages x 2 ranks: max |w - w_ref(delayed)| = {diff:.2e}")
+  assert diff <= 1e-6
+  assert {v.device[-5:] for v in trainer.stashes[1].variables[0]} == {"CPU:1"}
+  assert max_diff(weights(trainer.replicas[1].model), weights(trainer.model)) == 0.0
+  assert max_diff(weights(trainer.stashes[1].model), weights(trainer.stash.model)) == 0.0
+
+
 def test_2bw_learns_like_the_flush_update(tmp_path):
   """6 steps on one repeated batch of 8 sequences (m = p = 2, 2 steps per graph) against
   single-device training on the same data (same optimizer, accumulation, seed): the
@@ -254,11 +266,12 @@ def test_fp16_overflow_in_one_stage_skips_the_step_on_every_stage(tmp_path, monk
 
 
 def test_layouts_the_run_cannot_take(tmp_path):
-  train, opt = _configs(tmp_path)
-  conf = conf_lib.parse_conf({**TWO, "stage_to_rank_map": {"0": [0, 2], "1": [1, 3]}})
-  with pytest.raises(conf_lib.PipelineConfigError, match="replicated 2bw stages are not impl"):
+  train, opt = _configs(tmp_path, gradient_accumulation_steps=2)
+  conf = conf_lib.parse_conf(REPLICATED)
+  with pytest.raises(conf_lib.PipelineConfigError, match="--num_microbatches >= 4, got 2"):
     PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, "2bw"), conf=conf,
-                       schedule="2bw", devices=DEVICES)
+                       schedule="2bw", devices=REPLICA_DEVICES)
+  train, opt = _configs(tmp_path)
   conf = conf_lib.parse_conf({**TWO, "stage_to_rank_map": {"0": [0], "1": [5]}})
   with pytest.raises(conf_lib.PipelineConfigError, match="ranks up to 5 need 6 CPU devices"):
     PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, "1f1b"), conf=conf,

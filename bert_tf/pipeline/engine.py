@@ -44,7 +44,8 @@ class PipelineStep:
       replica's device; replica 0 is the trained model (variables W, "M"), the others copies
       refreshed from it after every update (parallel pipelines: micro-batch i runs on replica
       i mod R, gradients are summed in-graph on replica 0's devices).
-    stash: ``stages.StagedModel`` of a second copy (2bw's stash "S"), else None.
+    stashes: 2bw: per replica, ``stages.StagedModel`` of a second copy on that replica's
+      devices (the stash "S", W(t-1)); else None.
     optimizers: one optimizer per stage, built under the stage's (replica 0) device.
     devices: devices[s][r], the device of stage s, replica r.
     state: ``step.TrainState``.
@@ -54,10 +55,10 @@ class PipelineStep:
 
   KINDS = ("F", "B", "U")
 
-  def __init__(self, task, replicas, stash, optimizers, devices, state, *, kind: str,
+  def __init__(self, task, replicas, stashes, optimizers, devices, state, *, kind: str,
                num_microbatches: int, seed: int, clip_norm: float, loss_scaling: bool = False):
     self.loss_scaling = loss_scaling
-    self.task, self.replicas, self.stash = task, replicas, stash
+    self.task, self.replicas, self.stashes = task, replicas, stashes
     self.staged = replicas[0]
     self.optimizers, self.devices, self.state = optimizers, devices, state
     self.kind, self.m, self.seed, self.clip_norm = kind, num_microbatches, seed, clip_norm
@@ -67,14 +68,16 @@ class PipelineStep:
     self.num_timings = 3 * self.p
 
   def _order(self, T):
-    """(stage, replica, op) in build order: each replica's pipeline over its m / R
-    micro-batches; with replicas, the updates after every pipeline's backwards."""
+    """(stage, replica, op) in build order: one replica pipeline's program order over its
+    m / R micro-batches, each forward and backward for every replica in turn, each update
+    once (replica 0's variables, then copied to the others). Each replica follows the
+    schedule; an update comes after every replica's backwards it needs (all of the batch's,
+    which precede it in the program order) and, in 2bw, before the forwards that read its
+    result, as without replicas. Gradients are summed in micro-batch order 0, 1, 2, ..."""
     order = schedule_lib.program_order(
         schedule_lib.make_schedule(self.kind, self.p, self.m // self.R, T))
-    if self.R == 1:
-      return [(s, 0, op) for s, op in order]
-    return ([(s, r, op) for r in range(self.R) for s, op in order if op.kind != "U"] +
-            [(s, 0, op) for s, op in order if op.kind == "U"])
+    return [(s, r, op) for s, op in order
+            for r in (range(self.R) if op.kind != "U" else [0])]
 
   # Plain Python over a static schedule: autograph has nothing to convert, only time to spend.
   @tf.autograph.experimental.do_not_convert
@@ -128,7 +131,8 @@ class PipelineStep:
 
   def _forward(self, s, r, op):
     t, i = op.batch, op.mb * self.R + r    # i: the micro-batch within the whole step
-    staged = self.stash if (op.buffer == "S" and self.stash is not None) else self.replicas[r]
+    staged = (self.stashes[r] if (op.buffer == "S" and self.stashes is not None)
+              else self.replicas[r])
     x = self._acts.pop((s - 1, r, t, i)) if s > 0 else None
     with tf.GradientTape() as tape:
       if x is not None:
@@ -205,8 +209,10 @@ class PipelineStep:
     elif self.loss_scaling:   # the same without clipping: norm - norm is 0, or NaN
       grads = [g + tf.cast(norm - norm, g.dtype) for g in grads]
     outputs = [norm]
-    if self.stash is not None:   # 2bw: S <- M, then M <- M - update(grad at the older W)
-      outputs += [w.assign(v) for w, v in zip(self.stash.variables[s], self.staged.variables[s])]
+    if self.stashes is not None:   # 2bw: S <- M, then M <- M - update(grad at the older W)
+      for r, stash in enumerate(self.stashes):
+        with tf.device(self.devices[s][r]):
+          outputs += [w.assign(v) for w, v in zip(stash.variables[s], self.staged.variables[s])]
     if grads:
       with tf.control_dependencies(outputs):
         update = step_lib.apply_update(self.optimizers[s], grads, variables)

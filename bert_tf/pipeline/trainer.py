@@ -71,14 +71,16 @@ class PipelineMixin:
                steps_per_call: int = 1, **kwargs):
     conf_lib.check_for_run(conf, schedule, config.gradient_accumulation_steps,
                            bert_config.num_hidden_layers)
-    if conf.replicas > 1 and schedule == "2bw":
-      raise conf_lib.PipelineConfigError(
-          f"{conf.source}: stages with {conf.replicas} ranks each under 2bw: replicated 2bw "
-          "stages are not implemented yet (gpipe and 1f1b replicate)")
     if config.gradient_accumulation_steps % conf.replicas:
       raise conf_lib.PipelineConfigError(
           f"{conf.source}: {conf.replicas} replicas per stage need --num_microbatches "
           f"divisible by {conf.replicas}, got {config.gradient_accumulation_steps}")
+    if schedule == "2bw" and config.gradient_accumulation_steps < conf.replicas * conf.num_stages:
+      raise conf_lib.PipelineConfigError(
+          f"{conf.source}: 2bw with {conf.replicas} replicas per stage runs m / "
+          f"{conf.replicas} micro-batches in each replica's pipeline, which needs at least "
+          f"{conf.num_stages} (the stages): --num_microbatches >= "
+          f"{conf.replicas * conf.num_stages}, got {config.gradient_accumulation_steps}")
     if runtime.num_replicas != 1 or runtime.strategy is not tf.distribute.get_strategy():
       raise conf_lib.PipelineConfigError(
           "pipeline mode takes the runtime of pipeline_runtime(): the stages are the devices, "
@@ -115,10 +117,15 @@ class PipelineMixin:
       with stages_lib.placement(self.layouts, [d[r] for d in self.replica_devices]):
         copy = self.task.build_model(self.bert_config, self.config)
       self.replicas.append(stages_lib.StagedModel(copy, self.layouts))
-    self.stash = None
+    # 2bw: a stash per replica (W(t-1)), on that replica's devices; replica 0's is saved.
+    self.stashes = None
     if self.schedule == "2bw":
-      copy = self.task.build_model(self.bert_config, self.config)
-      self.stash = stages_lib.StagedModel(copy, self.layouts)
+      self.stashes = []
+      for r in range(self.conf.replicas):
+        with stages_lib.placement(self.layouts, [d[r] for d in self.replica_devices]):
+          copy = self.task.build_model(self.bert_config, self.config)
+        self.stashes.append(stages_lib.StagedModel(copy, self.layouts))
+    self.stash = self.stashes[0] if self.stashes else None
     # fp16: every stage's optimizer is a LossScaleOptimizer. The copies of the scale move
     # together: every stage sees the same global finiteness (engine.PipelineStep._update).
     self.stage_optimizers = []
@@ -149,11 +156,13 @@ class PipelineMixin:
   def restore(self, init_checkpoint: Optional[str] = None) -> int:
     resumed = self.checkpoints.manager.latest_checkpoint is not None
     step = super().restore(init_checkpoint)
-    copies = [replica.model for replica in self.replicas[1:]]
+    copies = [(replica.model, self.model) for replica in self.replicas[1:]]
     if self.stash is not None and not resumed:   # W(-1) = W(0)
-      copies.append(self.stash.model)
-    for copy in copies:
-      for w, v in zip(copy.trainable_variables, self.model.trainable_variables):
+      copies.append((self.stash.model, self.model))
+    if self.stash is not None:   # every replica's stash equals replica 0's (restored or set)
+      copies += [(stash.model, self.stash.model) for stash in self.stashes[1:]]
+    for copy, source in copies:
+      for w, v in zip(copy.trainable_variables, source.trainable_variables):
         w.assign(v)
     if self.runtime.is_chief:
       tf.io.gfile.makedirs(self.config.output_dir)
@@ -168,7 +177,7 @@ class PipelineMixin:
     metrics``; ``Engine.fit`` runs it unchanged. Each call also logs the per-stage timing
     line (``stage_timing_line``) and keeps it in ``self.stage_times``."""
     cfg = self.config
-    step = PipelineStep(self.task, self.replicas, self.stash, self.stage_optimizers,
+    step = PipelineStep(self.task, self.replicas, self.stashes, self.stage_optimizers,
                         self.replica_devices, self.state, kind=self.schedule,
                         num_microbatches=cfg.gradient_accumulation_steps, seed=cfg.seed,
                         clip_norm=self.optimizer_config.clip_norm,
