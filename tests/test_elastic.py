@@ -269,7 +269,8 @@ def test_elastic_shrink_and_grow_equals_uninterrupted(tmp_path):
   diff = max(float(np.max(np.abs(ref_w[n] - got_w[n]))) for n in ref_w)
   print(f"elastic: shrink pause {_pause(records, killed):.1f}s, grow pause "
         f"{_pause(records, offered):.1f}s, steps re-run after "
-        f"the roll-back {repeated} (logged once each), {len(seen)} distinct example ids, max "
+        f"the roll-back {repeated} (the roll-back logged once), {len(seen)} distinct example "
+        f"ids, max "
         f"loss diff {loss_diff:.1e}, max eval loss diff {eval_diff:.1e}, final max |weight "
         f"diff| {diff:.2e}, "
         f"test {time.monotonic() - began:.0f}s")

@@ -2,10 +2,11 @@
 and takes new ranks back, inside ``horovod.common.elastic.run_fn``.
 
 Committed state (host memory, every ``--elastic_commit_steps`` and at the start): every model
-variable, every optimizer variable (slots, iterations, loss scale) and the step counters. The
-data position and the dropout seeds are functions of the global step, so they roll back with
-it. A lost rank makes the others restore the last commit, re-form the ring with the ranks left
-and carry on; a new host is taken in at the next commit (state broadcast from rank 0).
+variable, every optimizer variable (slots, iterations, loss scale), the step counters and the
+``--skip_*`` input counts (rank 0's, so a new rank reports the job's). The data position and
+the dropout seeds are functions of the global step, so they roll back with it. A lost rank
+makes the others restore the last commit, re-form the ring with the ranks left and carry on;
+a new host is taken in at the next commit (state broadcast from rank 0).
 
 What stays fixed when the world size N changes: ``--train_batch_size`` G (the global batch) and
 the micro-batch ``m = G / --gradient_accumulation_steps`` (K0). Each rank accumulates
@@ -93,6 +94,7 @@ def _make_state(variables, step_variable, on_restore=None):
 
     def save(self):
       self.values = [v.numpy() for v in variables]
+      self.counts = reporting.input_counts_state()  # --skip_* counts at the committed step
       self.commits += 1
       reporting.commit_records()
 
@@ -100,12 +102,14 @@ def _make_state(variables, step_variable, on_restore=None):
       before = int(step_variable.numpy())
       for var, value in zip(variables, self.values):
         var.assign(value)
+      reporting.set_input_counts(self.counts)
       dropped = reporting.discard_records()
       if on_restore is not None:
         on_restore(before, int(step_variable.numpy()), dropped)
 
     def sync(self):
       hvd.broadcast_variables(variables, root_rank=0)
+      reporting.set_input_counts(hvd.broadcast_object(reporting.input_counts_state(), 0))
       self.save()
 
   return VariablesState()

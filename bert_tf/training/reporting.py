@@ -41,6 +41,18 @@ def count_input(name: str, n: int = 1) -> None:
   _INPUT_COUNTS[name] = _INPUT_COUNTS.get(name, 0) + n
 
 
+def input_counts_state() -> dict[str, int]:
+  """This process's counts, to put back with ``set_input_counts`` (elastic commits)."""
+  return dict(_INPUT_COUNTS)
+
+
+def set_input_counts(counts: dict[str, int]) -> None:
+  """Replaces this process's counts: an elastic roll-back re-reads the input since the commit,
+  which would count its damaged files again; a new rank takes the job's counts."""
+  _INPUT_COUNTS.clear()
+  _INPUT_COUNTS.update(counts)
+
+
 def every_worker_reads_all_input(flag: bool = True) -> None:
   """Each process counts the job's skips itself (elastic: every rank reads the whole stream)."""
   _EVERY_WORKER_READS_ALL[0] = flag
