@@ -312,11 +312,20 @@ def squad_tokenizer():
   return tokenization.BertTokenizer(os.path.join(DATA, "squad", "vocab.txt"))
 
 
-def test_random_squad_files_read_as_google_or_fail_naming_the_question(tmp_path,
-                                                                       squad_tokenizer):
+@pytest.fixture
+def quiet_absl():
+  """google's reader (and ours) log every unmatched answer: hundreds of lines here."""
   from absl import logging
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  yield
+  logging.set_verbosity(verbosity)
+
+
+def test_random_squad_files_read_as_google_or_fail_naming_the_question(tmp_path,
+                                                                       squad_tokenizer,
+                                                                       quiet_absl):
   from official.nlp.data import squad_lib
-  logging.set_verbosity(logging.ERROR)  # google's reader logs every unmatched answer
   rng = random.Random(1316)
   outcomes = collections.Counter()
   names = sorted(BREAKAGES)
