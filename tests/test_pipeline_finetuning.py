@@ -80,6 +80,10 @@ def test_pipelined_fine_tuning_equals_one_device_with_accumulation(tmp_path):
   # The stages really are on their devices, and the timing line was produced.
   assert {v.device[-5:] for v in trainer.staged.variables[1]} == {"CPU:1"}
   assert trainer.stage_times is not None and trainer.stage_times.seconds.shape == (2, 3)
+  # Evaluation alone (run_classifier --do_eval without --do_train) restores the checkpoint.
+  fresh = PipelineClassifierTrainer(CONFIG, run, opt, pipeline_runtime(conf, "1f1b"), TASK,
+                                    conf=conf, schedule="1f1b", devices=DEVICES)
+  assert fresh.evaluate({"dev": DEV})["eval_loss"] == got_eval["eval_loss"]
   saved = json.loads((tmp_path / "pipe" / "pipeline_conf.json").read_text())
   assert saved["module_to_stage_map"] == TWO["module_to_stage_map"]
 

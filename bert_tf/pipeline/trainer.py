@@ -154,6 +154,8 @@ class PipelineMixin:
         step_counter=self.global_step)
 
   def restore(self, init_checkpoint: Optional[str] = None) -> int:
+    if self.checkpoints is None:   # evaluation or prediction only: the model's weights alone
+      return super().restore(init_checkpoint)
     resumed = self.checkpoints.manager.latest_checkpoint is not None
     step = super().restore(init_checkpoint)
     copies = [(replica.model, self.model) for replica in self.replicas[1:]]
