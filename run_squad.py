@@ -42,9 +42,25 @@ def load(data, run, tokenizer, path: str, is_training: bool):
   logging.info("%s", stats.summary(path))
   if not examples:
     sys.exit(f"error: no usable questions in {path}")
-  features = squad_data.convert_examples_to_features(
+  convert = lambda examples: squad_data.convert_examples_to_features(  # noqa: E731
       examples, tokenizer, run.max_seq_length, data.doc_stride, data.max_query_length,
       is_training, keep_spans=not is_training)
+  features = convert(examples)
+  tokenless = squad_data.examples_without_features(examples, features)
+  if tokenless:  # words, but only control or zero-width characters: nothing to read
+    ids = [examples[i].qas_id for i in tokenless]
+    if not data.skip_empty_contexts:
+      sys.exit(f"error reading {'training' if is_training else 'predict'} data: {path}: "
+               f"question {ids[0]!r} has a context with no word pieces (only control or "
+               f"zero-width characters){f' (and {len(ids) - 1} more)' if len(ids) > 1 else ''}"
+               " (--skip_empty_contexts skips and counts such questions)")
+    logging.warning("%s: skipped %d question(s) whose context has no word pieces: %s", path,
+                    len(ids), ", ".join(ids[:20]))
+    drop = set(tokenless)
+    examples = [e for i, e in enumerate(examples) if i not in drop]
+    if not examples:
+      sys.exit(f"error: no usable questions in {path}")
+    features = convert(examples)
   logging.info("%s: %d examples -> %d features", path, len(examples), len(features))
   return dataset, examples, features
 

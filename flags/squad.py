@@ -25,7 +25,8 @@ def define_squad_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_integer("max_query_length", 64, "Questions longer than this (word pieces) are "
                    "truncated.")
   f.DEFINE_bool("skip_empty_contexts", False, "Skip and count questions whose context is "
-                "empty instead of failing at the first one.")
+                "empty (or has no word pieces: only control or zero-width characters) instead "
+                "of failing at the first one.")
   # The run (SquadConfig).
   f.DEFINE_bool("do_predict", False, "Predict --predict_file -> predictions.json, "
                 "nbest_predictions.json (and null_odds.json for 2.0).")

@@ -136,3 +136,13 @@ def test_cli_malformed_file_and_bad_flags_fail_clearly(tmp_path):
   for message in ("--do_eval does not apply to SQuAD", "--do_train needs --train_file",
                   "--null_score_diff_threshold applies only to --version_2_with_negative"):
     assert message in result.stderr
+  # A context of words that leave no word piece (control, zero-width characters): google's
+  # code gives the question no feature, and 2.0 post-processing then failed with IndexError.
+  bad.write_text(json.dumps({"data": [{"paragraphs": [
+      {"context": "\x00 \x7f \u200b", "qas": [{"id": "v", "question": "a", "answers": []}]}]}]}))
+  result = _cli(tmp_path, "--do_predict", f"--predict_file={bad}", "--version_2_with_negative",
+                f"--output_dir={tmp_path / 'out'}", timeout=120)
+  assert result.returncode != 0
+  assert (f"error reading predict data: {bad}: question 'v' has a context with no word pieces "
+          "(only control or zero-width characters) (--skip_empty_contexts skips") in \
+      result.stderr, result.stderr[-2000:]

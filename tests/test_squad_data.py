@@ -248,4 +248,14 @@ def test_bom_numeric_ids_and_a_1_1_file_with_unanswered_questions(tmp_path):
     squad.read_squad_examples(str(path), False, False)
   dataset = squad.load_squad_json(str(path))
   assert squad.evaluate_v2(dataset, {"7": "cat", "none": ""})["exact"] == 100.0
+  # A context whose words leave no word piece gets no feature: named, not an IndexError.
+  tokenless = squad.SquadExample("z", "Who?", ["\x00", "\u200b"])
+  examples = squad.read_squad_examples(str(path), False, True) + [tokenless]
+  features = squad.convert_examples_to_features(examples, BertTokenizer(VOCAB), MAX_SEQ, STRIDE,
+                                                MAX_QUERY, False)
+  assert squad.examples_without_features(examples, features) == [2]
+  logits = np.zeros((len(features), MAX_SEQ), np.float32)
+  with pytest.raises(ValueError, match=r"1 question\(s\) have no feature .*: z$"):
+    squad.postprocess(examples, features.spans, logits, logits, n_best_size=2,
+                      max_answer_length=5, do_lower_case=True, version_2_with_negative=True)
   assert squad.evaluate_v1(_article(_q(7, "cat")), {"7": "the cat"})["exact_match"] == 100.0

@@ -8,7 +8,8 @@ n-best answers and null odds) and ``evaluate`` (the official v1.1 / v2.0 scores)
 
 Modules:
   reading      load_squad_json, read_squad_examples, SquadExample, ReadStats, SquadFormatError
-  features     convert_examples_to_features, SquadFeatures, SpanFeature, doc_spans
+  features     convert_examples_to_features, SquadFeatures, SpanFeature, doc_spans,
+               examples_without_features
   batching     assemble, make_dataset (the classifier's step plan, with [start, end] labels)
   postprocess  postprocess (Model Garden's copy of google's write_predictions), write_predictions
   evaluation   evaluate_v1 (evaluate-v1.1.py), evaluate_v2 (evaluate-v2.0.py), normalize_answer
@@ -22,7 +23,8 @@ from bert_tf.data.classifier import plan_steps
 from bert_tf.data.squad.batching import assemble, make_dataset
 from bert_tf.data.squad.evaluation import evaluate, evaluate_v1, evaluate_v2, normalize_answer
 from bert_tf.data.squad.features import (UNIQUE_ID_BASE, SpanFeature, SquadFeatures,
-                                         convert_examples_to_features, doc_spans)
+                                         convert_examples_to_features, doc_spans,
+                                         examples_without_features)
 from bert_tf.data.squad.postprocess import (NBEST, NULL_ODDS, PREDICTIONS, postprocess,
                                             write_predictions)
 from bert_tf.data.squad.reading import (ReadStats, SquadExample, SquadFormatError, has_answers,

@@ -191,6 +191,15 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer,
                        spans if keep_spans else None)
 
 
+def examples_without_features(examples: Sequence[SquadExample],
+                              features: SquadFeatures) -> list[int]:
+  """Indexes of the examples that got no feature: their context has words, but none leaves a
+  word piece (only control or zero-width characters, which the tokenizer drops). google's code
+  gives them no feature either; prediction could not answer them."""
+  covered = set(features.example_index.tolist())
+  return [i for i in range(len(examples)) if i not in covered]
+
+
 def _distinct_docs(examples):
   seen = {}
   for e in examples:

@@ -28,6 +28,11 @@ def postprocess(examples, spans, start_logits: np.ndarray, end_logits: np.ndarra
   end_logit}]}, null_odds {qas_id: score difference}) for ``examples`` given every feature's
   float32 [max_seq_length] start and end logits (row i belongs to ``spans[i]``)."""
   from official.nlp.data import squad_lib
+  covered = {span.example_index for span in spans}
+  missing = [e.qas_id for i, e in enumerate(examples) if i not in covered]
+  if missing:  # squad_lib would fail with an IndexError (2.0) or answer "empty" (1.1)
+    raise ValueError(f"{len(missing)} question(s) have no feature to answer from (a context "
+                     f"with no word pieces): {', '.join(missing[:10])}")
   results = [RawResult(span.unique_id, start.tolist(), end.tolist())
              for span, start, end in zip(spans, start_logits, end_logits)]
   return squad_lib.postprocess_output(
