@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -150,6 +151,7 @@ def _cell(spec):
   predict(predict_set)
   seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
   lengths = np.asarray(features.lengths)
+  shutil.rmtree(output_dir, ignore_errors=True)  # the final checkpoint: 1.3 GB for Base
   return {"train": train_rate, "train_steps": lines[-1]["step"],
           "train_cpu": train_batch * steps * (calls - 1) / sum(cpu_seconds[1:]),
           "predict": len(predict_set) / seconds, "predict_cpu": len(predict_set) / cpu, "predict_features": len(predict_set),
