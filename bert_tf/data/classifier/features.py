@@ -16,8 +16,35 @@ from bert_tf.data.classifier.reading import Example, ReadStats
 from bert_tf.data.classifier.tasks import Task
 
 
+class ArraysFile:
+  """``save`` / ``load`` of a dataclass of NumPy arrays (and plain numbers) as one .npz,
+  written to a temporary name and renamed: the feature caches of every task use it."""
+
+  def save(self, path: str):
+    import tensorflow as tf
+    buffer = io.BytesIO()  # np.savez seeks; gfile writers cannot
+    np.savez(buffer, **dataclasses.asdict(self))
+    with tf.io.gfile.GFile(path + ".tmp", "wb") as f:
+      f.write(buffer.getvalue())
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+  @classmethod
+  def load(cls, path: str):
+    import tensorflow as tf
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = np.load(io.BytesIO(f.read()))
+      return cls(**{k: data[k] for k in data.files})
+
+
+def vocab_digest(tokenizer) -> str:
+  """sha256 of the tokenizer's vocab file: a feature cache key part."""
+  import tensorflow as tf
+  with tf.io.gfile.GFile(tokenizer.vocab_file, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
 @dataclasses.dataclass
-class Features:
+class Features(ArraysFile):
   """Tokenised examples, ragged: example i is ``ids[offsets[i]:offsets[i+1]]``.
 
   Attributes:
@@ -39,21 +66,6 @@ class Features:
   @property
   def lengths(self) -> np.ndarray:
     return np.diff(self.offsets).astype(np.int32)
-
-  def save(self, path: str):
-    import tensorflow as tf
-    buffer = io.BytesIO()  # np.savez seeks; gfile writers cannot
-    np.savez(buffer, **dataclasses.asdict(self))
-    with tf.io.gfile.GFile(path + ".tmp", "wb") as f:
-      f.write(buffer.getvalue())
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-
-  @classmethod
-  def load(cls, path: str) -> "Features":
-    import tensorflow as tf
-    with tf.io.gfile.GFile(path, "rb") as f:
-      data = np.load(io.BytesIO(f.read()))
-      return cls(**{k: data[k] for k in data.files})
 
 
 def _truncate_seq_pair(a: list, b: list, max_length: int):
@@ -110,8 +122,7 @@ def file_identity(path: str) -> list:
 def _features_key(task: Task, data_dir: str, split: str, tokenizer, max_seq_length: int,
                   skip_malformed: bool) -> str:
   import tensorflow as tf
-  with tf.io.gfile.GFile(tokenizer.vocab_file, "rb") as f:
-    vocab_hash = hashlib.sha256(f.read()).hexdigest()
+  vocab_hash = vocab_digest(tokenizer)
   files = [file_identity(p) for p in task.split_files(data_dir, split) if tf.io.gfile.exists(p)]
   return cache_key(*task.cache_identity(), split, os.path.abspath(data_dir), files, vocab_hash,
                    tokenizer.do_lower_case, max_seq_length, skip_malformed)

@@ -6,19 +6,17 @@ its document (labels stay on the window's own words)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from bert_tf.data.classifier.features import Features as ClassifierFeatures
-from bert_tf.data.classifier.features import cache_key, file_identity
+from bert_tf.data.classifier.features import ArraysFile, cache_key, file_identity, vocab_digest
 from bert_tf.data.tagging.reading import Sentence
 
 
 @dataclasses.dataclass
-class TaggingFeatures:
+class TaggingFeatures(ArraysFile):
   """Windows of token ids, ragged: window i is ``ids[offsets[i]:offsets[i+1]]``.
 
   Attributes:
@@ -56,14 +54,9 @@ class TaggingFeatures:
   def num_words(self) -> int:
     return int(self.word_offsets[-1])
 
-  def save(self, path: str):
-    """One .npz, written to a temporary name and renamed (the classifier's ``Features.save``,
-    which writes any dataclass of arrays)."""
-    ClassifierFeatures.save(self, path)
-
   @classmethod
   def load(cls, path: str) -> "TaggingFeatures":
-    features = ClassifierFeatures.load.__func__(cls, path)
+    features = super().load(path)
     features.split_sentences = int(features.split_sentences)
     features.truncated_words = int(features.truncated_words)
     return features
@@ -162,10 +155,8 @@ def features_key(path: str, read_options: dict, tokenizer, max_seq_length: int,
                  label_ids: dict, doc_context: bool) -> str:
   """What the features of ``path`` depend on: the file (path, size, mtime), how it was read,
   the vocabulary's bytes, casing, max_seq_length, the label ids and document context."""
-  import tensorflow as tf
-  with tf.io.gfile.GFile(tokenizer.vocab_file, "rb") as f:
-    vocab = hashlib.sha256(f.read()).hexdigest()
-  return cache_key("tagging", CACHE_FORMAT, file_identity(path), read_options, vocab,
+  return cache_key("tagging", CACHE_FORMAT, file_identity(path), read_options,
+                   vocab_digest(tokenizer),
                    tokenizer.do_lower_case, max_seq_length, sorted(label_ids.items()),
                    doc_context)
 
