@@ -188,7 +188,7 @@ def attn_impl(model) -> str:
 # --- sections --------------------------------------------------------------------------------
 
 def section_pretraining(name: str, args) -> dict:
-  import bench_pretraining as bp
+  import bench_pretraining as bp  # this directory is on sys.path (run as a script)
   import transformers
   torch = torch_setup()
   config = bp.bert_config(name, 0.1)
@@ -393,7 +393,6 @@ def run_section(args) -> dict:
   from absl import logging
   from bert_tf.tools.machine import machine_line
   logging.set_verbosity(logging.WARNING)
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   name = args.sections
   if name in ("mini", "base"):
     result = section_pretraining(name, args)
