@@ -105,6 +105,15 @@ def test_run_tagging_trains_evaluates_and_predicts(tmp_path):
     assert (out / name).exists(), name
   resolved = json.loads((out / "run_config.json").read_text())
   assert resolved["data"]["doc_context"] and not resolved["data"]["do_lower_case"]
+  # Predicting again from the same output directory reads the test split's features from the
+  # cache the first run wrote (and says so) and writes the same predictions.
+  first = (out / "test_predictions.txt").read_text()
+  (out / "test_predictions.txt").unlink()
+  again = _run(tmp_path, SAMPLE, "--do_predict", "--doc_context")
+  assert again.returncode == 0, again.stderr[-4000:]
+  assert "test.txt: features from cache" in again.stderr, again.stderr[-2000:]
+  assert "train.txt: features from cache" not in again.stderr
+  assert (out / "test_predictions.txt").read_text() == first
 
 
 @pytest.mark.integration
@@ -126,6 +135,12 @@ def test_run_tagging_bad_input_fails_with_file_and_line(tmp_path):
   result = _run(tmp_path, data_dir, "--do_eval")
   assert result.returncode != 0
   assert "dev.txt:283: tag 'B-GPE' is not in the training label set" in result.stderr, \
+      result.stderr[-2000:]
+  # A training file with no sentences (only a document marker) is refused, naming the file.
+  (data_dir / "train.txt").write_text("-DOCSTART- -X- -X- O\n\n")
+  result = _run(tmp_path, data_dir, "--do_train")
+  assert result.returncode != 0
+  assert f"error reading the train data: no sentences in {data_dir}/train.txt" in result.stderr, \
       result.stderr[-2000:]
 
 
