@@ -206,10 +206,12 @@ def restore_weights(path: str, model) -> str:
   ``BertEncoder``.
 
   Accepts google TF1 checkpoints (with or without ``cls/`` heads), our pretraining checkpoints
-  (``tf.train.Checkpoint(model=...)``), our encoder exports (``tf.train.Checkpoint(encoder=
-  ...)``) and, into a ``BertSpanLabeler``, a SQuAD run's checkpoint with its span head. Heads
-  the checkpoint lacks keep their initial values. Returns which kind was found: ``google``,
-  ``pretraining``, ``encoder`` or ``squad``.
+  (``tf.train.Checkpoint(model=...)``; a pipeline run's output too, which saves the same names
+  as a non-pipelined model), our encoder exports (``tf.train.Checkpoint(encoder=...)``), a
+  Hugging Face BERT folder or its ``model.safetensors`` (``interop.hf``) and, into a
+  ``BertSpanLabeler``, a SQuAD run's checkpoint with its span head. Heads the checkpoint lacks
+  keep their initial values. Returns which kind was found: ``google``, ``pretraining``,
+  ``encoder``, ``hf`` or ``squad``.
   """
   from bert_tf.interop import hf  # lazily: an HF folder or model.safetensors -> "hf"
   if hf.weights_file(path):
