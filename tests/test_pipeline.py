@@ -1,18 +1,21 @@
 """Pipeline-parallel pretraining on logical CPU devices equals its references: gpipe and 1f1b on
-4 stages, and 1f1b on 2 stages of 2 data-parallel ranks each, equal single-device training with
-m accumulation micro-batches (the schedules' orders for other p and m: test_pipeline_schedule);
-2bw equals a
-sequential W(t+1) = W(t) - v grad f(W(t-1)) loop with the same optimizer and resumes exactly,
-on 2 stages and on 2 stages x 2 ranks, and learns; a pipeline checkpoint loads into a
-single-device pretrainer and a classifier's encoder; fp16 equals one device under the same
-policy, and an overflow in one stage skips the step on every stage.
+4 stages, and 1f1b on 2 stages of 2 data-parallel ranks each with --recompute=full (blocks
+recomputed in each stage's backward, on its device), equal single-device training without
+recompute with m accumulation micro-batches (the schedules' orders for other p and m:
+test_pipeline_schedule); 2bw equals a sequential W(t+1) = W(t) - v grad f(W(t-1)) loop with
+the same optimizer and resumes exactly, on 2 stages and on 2 stages x 2 ranks, and learns; a
+pipeline checkpoint loads into a single-device pretrainer and a classifier's encoder; fp16
+equals one device under the same policy, and an overflow in one stage skips the step on every
+stage.
 
 Tiny odd-sized config (3 layers, hidden 32, vocab 99, sequence 16), dropout 0, fp32 unless
-said. The test
-process has 2 logical CPU devices (conftest): 4-stage layouts put stages 0 and 2 on CPU:0 and 1
+said. The test process has 2 logical CPU devices (conftest): 4-stage layouts put stages 0 and 2 on CPU:0 and 1
 and 3 on CPU:1, and 2 stages x 2 ranks put each stage's two replicas on different devices
 (four tapes, four optimizers, the 4-stage schedule; only the devices repeat).
 """
+import collections
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -89,27 +92,48 @@ REPLICATED = {**TWO, "stage_to_rank_map": {"0": [0, 2], "1": [1, 3]}}   # 2 stag
 REPLICA_DEVICES = ["/device:CPU:0", "/device:CPU:1", "/device:CPU:1", "/device:CPU:0"]
 
 
-@pytest.mark.parametrize("layout,schedule", [(FOUR, "gpipe"), (FOUR, "1f1b"),
-                                             (REPLICATED, "1f1b")])
-def test_flush_schedules_equal_accumulation(tmp_path, reference, layout, schedule):
+@pytest.mark.parametrize("layout,schedule,recompute", [
+    (FOUR, "gpipe", "none"), (FOUR, "1f1b", "none"), (REPLICATED, "1f1b", "full")])
+def test_flush_schedules_equal_accumulation(tmp_path, reference, layout, schedule, recompute):
   """m = 4 on 4 stages (stage 0 holds the embeddings alone), and on 2 stages of 2
-  data-parallel ranks each (2 micro-batches per replica pipeline). Plain 2-stage layouts add
-  no code path: the replicated case runs each replica's 2-stage pipeline."""
+  data-parallel ranks each (2 micro-batches per replica pipeline) with --recompute=full (every
+  block of every replica recomputed in its backward, on that replica's device; the reference
+  does not recompute). Plain 2-stage layouts add no code path: the replicated case runs each
+  replica's 2-stage pipeline."""
   devices = REPLICA_DEVICES if layout is REPLICATED else DEVICES
-  trainer = pipeline(tmp_path, layout, schedule, devices=devices)
+  trainer = pipeline(tmp_path, layout, schedule, devices=devices,
+                     overrides=dict(recompute=recompute))
   ref_weights, ref_metrics = reference
   diff = max_diff(weights(trainer.model), ref_weights)
-  print(f"{schedule} on {layout['stage_to_rank_map']}: max |w - w_ref| = {diff:.2e}")
-  assert diff <= 1e-6
-  assert abs(trainer.fit_metrics["loss"] - ref_metrics["loss"]) <= 1e-6
+  loss_diff = abs(trainer.fit_metrics["loss"] - ref_metrics["loss"])
+  print(f"{schedule} on {layout['stage_to_rank_map']}, recompute={recompute}: max |w - w_ref| = "
+        f"{diff:.2e}, |loss - loss_ref| = {loss_diff:.2e}")
+  assert diff <= 1e-6 and loss_diff <= 1e-6
   assert {v.device[-5:] for v in trainer.staged.variables[1]} == {"CPU:1"}
   assert trainer.stage_optimizers[1].iterations.device.endswith("CPU:1")
   if layout is REPLICATED:   # replica 1 of stage 1 is on CPU:0 (rank 3) and equals replica 0
     assert {v.device[-5:] for v in trainer.replicas[1].variables[1]} == {"CPU:0"}
     assert {v.device[-5:] for v in trainer.replicas[1].variables[0]} == {"CPU:1"}
     assert max_diff(weights(trainer.replicas[1].model), weights(trainer.model)) == 0.0
+  if recompute == "full":   # each replica runs m / 2 micro-batches: 2 softmaxes for each
+    expected = {(f"layer_{i}", device[-5:]): 2 * M // 2
+                for device, layers in [(REPLICA_DEVICES[0], [0]), (REPLICA_DEVICES[2], [0]),
+                                       (REPLICA_DEVICES[1], [1, 2]), (REPLICA_DEVICES[3], [1, 2])]
+                for i in layers}
+    assert softmax_placement(trainer) == expected
   if layout is FOUR and schedule == "1f1b":
     checkpoint_loads_into_single_device_models(trainer, tmp_path)
+
+
+def softmax_placement(trainer):
+  """(layer, device) -> Softmax ops (that layer's attention probabilities) in the traced
+  training loop: forward, and under full recompute again in the backward."""
+  loop = trainer.compiled_train_loop()   # its one trace (the same signature: no retrace)
+  graph = loop.function.get_concrete_function(iter(trainer.distributed_train_dataset(0)),
+                                              tf.constant(2)).graph.as_graph_def()
+  nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+  found = [(re.search(r"layer_\d+", n.name), n.device[-5:]) for n in nodes if n.op == "Softmax"]
+  return collections.Counter((layer.group(0), device) for layer, device in found if layer)
 
 
 def checkpoint_loads_into_single_device_models(trainer, output_dir):
@@ -127,6 +151,17 @@ def checkpoint_loads_into_single_device_models(trainer, output_dir):
       str(output_dir), classifier.encoder) == "pretraining"
   np.testing.assert_array_equal(classifier(features)["pooled_output"].numpy(),
                                 expected["pooled_output"].numpy())
+
+
+def softmax_placement(trainer):
+  """(layer, device) -> Softmax ops in the traced training loop (the attention probabilities of
+  that layer; forward and, recomputed, backward)."""
+  loop = trainer.compiled_train_loop()   # its one trace (no retrace: the same signature)
+  graph = loop.function.get_concrete_function(iter(trainer.distributed_train_dataset(0)),
+                                              tf.constant(2)).graph.as_graph_def()
+  nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+  found = [(re.search(r"layer_\d+", n.name), n.device[-5:]) for n in nodes if n.op == "Softmax"]
+  return collections.Counter((layer.group(0), device) for layer, device in found if layer)
 
 
 def two_bw_reference(steps, m):

@@ -203,6 +203,7 @@ class PipelineMixin:
       logging.info("%s", self.stage_times.line())
       return tf.constant(totals[:n])
 
+    timed_loop.function = compiled   # its traced graph, for inspection (placement tests)
     return timed_loop
 
 
