@@ -371,34 +371,45 @@ def test_context_holds_the_vocabulary_facts():
 @pytest.mark.unit
 @pytest.mark.parametrize("whole_word", [False, True], ids=["token", "whole_word"])
 def test_both_masking_paths_share_one_record_serializer(whole_word):
-  """A batch masked with numpy serializes to the bytes serialize_instance (the exact path's)
-  writes for the same masked instances, and parses as google's features."""
+  """The fast path (spans, numpy masks) holds the instances the list path builds for the same
+  random stream, and serializes to the bytes serialize_instance (the exact path's) writes for
+  the same masked instances, which parse as google's features."""
   seq, preds = 16, 4
   context = _tiny_context(max_seq_length=seq, max_predictions_per_seq=preds,
                           do_whole_word_mask=whole_word)
   serializer = pretraining.RecordSerializer.for_context(context)
   docs = [[[5, 6, 7], [7, 8, 5, 6], [5]], [[7, 8], [5, 5, 6, 7]], [[6, 7, 8, 5, 5, 7, 8]]]
   instances = pretraining.create_instances(docs, random.Random(0), 3, context)
-  batch = pretraining.mask_batch(instances, np.random.default_rng(0), context)
+  spans = pretraining.create_spans(docs, random.Random(0), 3, context)
+  batch = pretraining.mask_batch(spans, np.random.default_rng(0), context)
   records = serializer.serialize_batch(batch)
   assert len(records) == len(instances) > 3 and sum(batch.counts) > len(instances)
-  for i, inst in enumerate(instances):
-    k, n = batch.counts[i], batch.lengths[i]
-    masked = pretraining.TrainingInstance(
-        batch.input_ids[i, :n].tolist(), inst.segment_ids, batch.positions[i, :k].tolist(),
-        batch.labels[i, :k].tolist(), inst.is_random_next)
-    assert serializer.serialize_instance(masked) == records[i]
-    feature = tf.train.Example.FromString(records[i]).features.feature
+  unmasked = []
+  for i, record in enumerate(records):
+    k, n, num_b = batch.counts[i], batch.lengths[i], batch.num_b[i]
+    tokens, positions = batch.input_ids[i, :n].tolist(), batch.positions[i, :k].tolist()
+    original = list(tokens)
+    for p, label in zip(positions, batch.labels[i, :k].tolist()):
+      original[p] = label
+    unmasked.append((original, num_b, batch.is_random_next[i]))
+    segment_ids = [0] * (n - num_b) + [1] * num_b
+    masked = pretraining.TrainingInstance(tokens, segment_ids, positions,
+                                          batch.labels[i, :k].tolist(), batch.is_random_next[i])
+    assert serializer.serialize_instance(masked) == record
+    feature = tf.train.Example.FromString(record).features.feature
     values = {name: list(feature[name].int64_list.value or feature[name].float_list.value)
               for name in pretraining.FEATURE_NAMES}
     assert values == {
-        "input_ids": masked.tokens + [0] * (seq - n), "input_mask": [1] * n + [0] * (seq - n),
-        "segment_ids": inst.segment_ids + [0] * (seq - n),
-        "masked_lm_positions": masked.masked_lm_positions + [0] * (preds - k),
+        "input_ids": tokens + [0] * (seq - n), "input_mask": [1] * n + [0] * (seq - n),
+        "segment_ids": segment_ids + [0] * (seq - n),
+        "masked_lm_positions": positions + [0] * (preds - k),
         "masked_lm_ids": masked.masked_lm_labels + [0] * (preds - k),
         "masked_lm_weights": [1.0] * k + [0.0] * (preds - k),
-        "next_sentence_labels": [int(inst.is_random_next)]}
-    assert [inst.tokens[p] for p in masked.masked_lm_positions] == masked.masked_lm_labels
+        "next_sentence_labels": [int(masked.is_random_next)]}
+    assert all(original[p] not in (2, 3) for p in positions)  # never [CLS] / [SEP]
+  # The same instances in another order (the fast path shuffles with numpy).
+  assert sorted(unmasked) == sorted((inst.tokens, sum(inst.segment_ids), inst.is_random_next)
+                                    for inst in instances)
 
 
 @pytest.mark.integration

@@ -24,7 +24,8 @@ Modules, in the order the data flows:
   context    ``PretrainingDataConfig`` (the options) and ``PretrainingContext`` (vocabulary
              ids, subword flags, special ids, config), passed to every worker-side function
   files      ``--input_file`` patterns; documents from google's text format, tokenized
-  instances  sentence pairs from documents (``create_instances``)
+  instances  sentence pairs from documents (``create_instances``, or as spans of the
+             laid-out tokens: ``create_spans``)
   masking    masked-LM choices: the reference's random stream, or numpy batches
   records    the one tf.train.Example serializer both masking paths end in
   writer     ``create_pretraining_data``: chunks, worker processes, round-robin TFRecords
@@ -32,8 +33,9 @@ Only ``files`` and ``writer`` import TensorFlow, inside functions: worker proces
 """
 from bert_tf.data.pretraining.context import PretrainingContext, PretrainingDataConfig
 from bert_tf.data.pretraining.files import expand_file_patterns, read_documents
-from bert_tf.data.pretraining.instances import (TrainingInstance, create_instances,
-                                                truncate_fast, truncate_seq_pair)
+from bert_tf.data.pretraining.instances import (InstanceSpans, TrainingInstance,
+                                                create_instances, create_spans, truncate_fast,
+                                                truncate_seq_pair)
 from bert_tf.data.pretraining.masking import MaskedBatch, mask_batch, masked_lm
 from bert_tf.data.pretraining.records import FEATURE_NAMES, RecordSerializer
 from bert_tf.data.pretraining.writer import create_pretraining_data

@@ -8,7 +8,6 @@ Python loop dominated the run time).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import random
 
 import numpy as np
@@ -155,25 +154,40 @@ def _whole_word_choices(tokens, candidate, num_to_predict, gen, is_subword: np.n
   return chosen
 
 
-def mask_batch(instances: list, gen: np.random.Generator, context: PretrainingContext
-               ) -> MaskedBatch:
-  """google's masking for many unmasked ``TrainingInstance``s at once, with numpy.
+def _assemble(batch, context: PretrainingContext, seq: int):
+  """[CLS] a [SEP] b [SEP] of each instance of an ``InstanceSpans``, padded with 0 (as google
+  pads): (int64 tokens [n, seq], int64 lengths [n], int64 num_b [n], segment b's tokens
+  with its [SEP])."""
+  a0, a1, b0, b1 = batch.spans.T
+  la, lb = a1 - a0, b1 - b0
+  lengths = la + lb + 3
+  if len(lengths) and lengths.max() > seq:
+    raise AssertionError(f"instance of {lengths.max()} tokens exceeds max_seq_length {seq}")
+  col = np.arange(seq)
+  in_a = (col >= 1) & (col <= la[:, None])
+  b_col = col - (la[:, None] + 2)  # position within tokens_b
+  in_b = (b_col >= 0) & (b_col < lb[:, None])
+  index = np.where(in_a, a0[:, None] + col - 1, np.where(in_b, b0[:, None] + b_col, 0))
+  tokens = np.where(in_a | in_b, batch.tokens[index] if len(batch.tokens) else 0, 0)
+  tokens[:, 0] = context.cls_id
+  rows = np.arange(len(lengths))
+  tokens[rows, la + 1] = context.sep_id
+  tokens[rows, lengths - 1] = context.sep_id
+  return tokens, lengths, lb + 1
+
+
+def mask_batch(batch, gen: np.random.Generator, context: PretrainingContext) -> MaskedBatch:
+  """google's masking for many unmasked instances (an ``instances.InstanceSpans``) at once.
 
   The same distribution as ``masked_lm`` (a uniformly random set of
   min(max_predictions_per_seq, max(1, round(n * masked_lm_prob))) tokens, never [CLS]/[SEP];
   80% [MASK], 10% a random vocabulary entry, 10% kept), not the same random stream.
   """
   cfg = context.config
-  n, seq, preds = len(instances), cfg.max_seq_length, cfg.max_predictions_per_seq
-  lengths = np.fromiter((len(inst.tokens) for inst in instances), np.int64, n)
-  if n and lengths.max() > seq:
-    raise AssertionError(f"instance of {lengths.max()} tokens exceeds max_seq_length {seq}")
+  n, seq, preds = len(batch), cfg.max_seq_length, cfg.max_predictions_per_seq
+  tokens, lengths, num_b = _assemble(batch, context, seq)
   valid = np.arange(seq) < lengths[:, None]
-  tokens = np.zeros([n, seq], np.int64)  # padded with 0, as google pads
-  tokens[valid] = np.fromiter(itertools.chain.from_iterable(i.tokens for i in instances),
-                              np.int64, int(lengths.sum()))
-  is_sep = tokens == context.sep_id
-  candidate = valid & (tokens != context.cls_id) & ~is_sep
+  candidate = valid & (tokens != context.cls_id) & (tokens != context.sep_id)
   # np.round, like Python's round(), rounds halves to even.
   num_to_predict = np.minimum(preds, np.maximum(1, np.round(lengths * cfg.masked_lm_prob)))
   num_to_predict = num_to_predict.astype(np.int64)
@@ -182,13 +196,6 @@ def mask_batch(instances: list, gen: np.random.Generator, context: PretrainingCo
                                  np.asarray(context.is_subword))
   else:
     chosen = _random_token_choices(candidate, num_to_predict, preds, gen)
-  # One 80/10/10 draw per gram in the reference; per token here (the same for single tokens;
-  # for whole words the per-token rates are the same, decisions within a word independent).
-  action = gen.random([n, seq])
-  vocab_ids = np.asarray(context.vocab_ids)
-  random_ids = vocab_ids[gen.integers(0, len(vocab_ids), [n, seq])]
-  masked = np.where(action < 0.8, context.mask_id, np.where(action < 0.9, tokens, random_ids))
-  output = np.where(chosen, masked, tokens)
   # masked_lm_positions / _ids, ascending positions, padded with 0.
   rows, cols = np.nonzero(chosen)
   counts = np.bincount(rows, minlength=n)
@@ -196,8 +203,25 @@ def mask_batch(instances: list, gen: np.random.Generator, context: PretrainingCo
   positions = np.zeros([n, max(preds, 1)], np.int64)
   labels = np.zeros_like(positions)
   positions[rows, rank] = cols
-  labels[rows, rank] = tokens[rows, cols]
-  # [CLS] a [SEP] b [SEP]: segment b is everything after the first [SEP].
-  num_b = (lengths - 1 - np.argmax(is_sep, axis=1)).tolist()
-  return MaskedBatch(output, lengths.tolist(), num_b, positions[:, :preds], labels[:, :preds],
-                     counts.tolist(), [inst.is_random_next for inst in instances])
+  labels[rows, rank] = original = tokens[rows, cols]
+  # One 80/10/10 draw per gram in the reference; per token here (the same for single tokens;
+  # for whole words the per-token rates are the same, decisions within a word independent).
+  # Drawn for the chosen tokens only: a tenth of the tokens.
+  action = gen.random(len(rows))
+  random_ids = _vocab_array(context)[gen.integers(0, len(context.vocab_ids), len(rows))]
+  tokens[rows, cols] = np.where(action < 0.8, context.mask_id,
+                                np.where(action < 0.9, original, random_ids))
+  return MaskedBatch(tokens, lengths.tolist(), num_b.tolist(), positions[:, :preds],
+                     labels[:, :preds], counts.tolist(), batch.is_random_next.tolist())
+
+
+_VOCAB_ARRAYS: dict = {}
+
+
+def _vocab_array(context: PretrainingContext) -> np.ndarray:
+  """``context.vocab_ids`` as an array, converted once per context (30k ids: 1 ms a batch)."""
+  key = id(context.vocab_ids)
+  if key not in _VOCAB_ARRAYS:
+    _VOCAB_ARRAYS.clear()
+    _VOCAB_ARRAYS[key] = (context.vocab_ids, np.asarray(context.vocab_ids))
+  return _VOCAB_ARRAYS[key][1]

@@ -20,7 +20,7 @@ import numpy as np
 
 from bert_tf.data.pretraining.context import PretrainingContext, PretrainingDataConfig
 from bert_tf.data.pretraining.files import read_documents
-from bert_tf.data.pretraining.instances import create_instances
+from bert_tf.data.pretraining.instances import create_instances, create_spans
 from bert_tf.data.pretraining.masking import mask_batch
 from bert_tf.data.pretraining.records import RecordSerializer
 
@@ -54,14 +54,15 @@ def process_task(task: ChunkTask, context: PretrainingContext, serializer: Recor
   enabled = gc.isenabled()
   gc.disable()
   try:
-    instances = create_instances(task.documents, rng, task.rounds, context)
     if context.config.exact_reference_rng:
+      instances = create_instances(task.documents, rng, task.rounds, context)
       return task.chunk_index, [serializer.serialize_instance(inst) for inst in instances]
+    spans = create_spans(task.documents, rng, task.rounds, context)
     gen = np.random.default_rng(rng.getrandbits(64))
     return task.chunk_index, [
-        record for start in range(0, len(instances), _MASK_BATCH)
+        record for start in range(0, len(spans), _MASK_BATCH)
         for record in serializer.serialize_batch(
-            mask_batch(instances[start:start + _MASK_BATCH], gen, context))]
+            mask_batch(spans[start:start + _MASK_BATCH], gen, context))]
   finally:
     if enabled:
       gc.enable()
