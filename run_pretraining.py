@@ -1,7 +1,8 @@
-"""BERT pretraining (masked LM + next sentence) with google's flags.
+"""BERT pretraining (masked LM + next sentence, or masked LM alone) with google's flags.
 
   python run_pretraining.py --bert_config_file=... --input_file=... --output_dir=... \
       --do_train --multi_gpu --use_fp16 --recompute=selective --optimizer=lamb
+  python run_pretraining.py ... --nonext_sentence_prediction      # masked LM alone
   python run_pretraining.py --flagfile=recipes/bert_base_phase1.flags --input_file=...
   python run_pretraining.py --flagfile=<output_dir>/run.flags     # repeat a run exactly
 
@@ -36,7 +37,8 @@ def dataset_fn(data: configs.PretrainingInputConfig, run: configs.TrainConfig, p
         patterns, batch_size=batch_size, max_seq_length=run.max_seq_length,
         max_predictions_per_seq=run.max_predictions_per_seq, is_training=is_training,
         input_context=context, seed=run.seed, skip_corrupt=data.skip_corrupt_records,
-        dynamic_masking=masking, vocab_size=vocab_size)
+        dynamic_masking=masking, vocab_size=vocab_size,
+        next_sentence_labels=run.next_sentence_prediction)
   return fn
 
 

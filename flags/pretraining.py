@@ -28,6 +28,10 @@ def define_pretraining_flags(flag_values=absl_flags.FLAGS) -> None:
   f.DEFINE_integer("num_train_steps", 100000, "Optimizer steps.")
   f.DEFINE_integer("num_warmup_steps", 10000, "Linear warm-up steps.")
   f.DEFINE_integer("max_eval_steps", 100, "Maximum eval batches.")
+  f.DEFINE_bool("next_sentence_prediction", True, "Train (and evaluate) next sentence "
+                "prediction. --nonext_sentence_prediction: masked LM alone (the first step of "
+                "recipes/distillation); the records' next_sentence_labels, if any, are ignored, "
+                "and the pooler and NSP head stay in checkpoints untrained.")
   f.DEFINE_integer("eval_every_steps", 0, "With --do_train: also evaluate on "
                    "--eval_input_file every this many steps (a multiple of "
                    "--save_checkpoints_steps; 0: only at the end with --do_eval).")
@@ -116,7 +120,7 @@ def to_configs(v) -> configs.RunSpec:
   train_config = configs.TrainConfig(
       **common.run_fields(v), max_predictions_per_seq=v.max_predictions_per_seq,
       num_train_steps=v.num_train_steps, max_eval_steps=v.max_eval_steps,
-      eval_every_steps=v.eval_every_steps)
+      eval_every_steps=v.eval_every_steps, next_sentence_prediction=v.next_sentence_prediction)
   bias_correction = {"auto": None, "true": True, "false": False}[v.bias_correction]
   optimizer_config = configs.OptimizerConfig(
       name=v.optimizer, learning_rate=v.learning_rate, num_train_steps=v.num_train_steps,

@@ -82,6 +82,7 @@ def test_the_distillation_recipe_parses_and_validates(tmp_path):
           "--bert_preset=L-4_H-256_A-4", "--vocab_size=30522", "--input_file=x.tfrecord",
           f"--output_dir={tmp_path}"])
   pretraining_flags.validate(values)
+  assert pretraining_flags.to_configs(values).run.next_sentence_prediction is False  # MLM alone
   teacher = [f"--teacher_bert_config_file={tmp_path / 'teacher.json'}",
              f"--teacher_init_checkpoint={tmp_path}", f"--transfer_data_dir={tmp_path}"]
   v = _parse(tmp_path, f"--flagfile={folder}/2_distil.flags", *teacher)

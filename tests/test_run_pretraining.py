@@ -1,5 +1,6 @@
 """run_pretraining.py end to end in subprocesses (hard timeouts): --multi_gpu on 2 logical CPUs
-with fp16, selective recompute and accumulation, then eval; and a clear error on bad records."""
+with fp16, selective recompute and accumulation, then eval; masked LM alone on records without
+next_sentence_labels; and a clear error on bad records."""
 import json
 import os
 
@@ -88,3 +89,30 @@ def test_records_disagreeing_with_flags_fail_with_both_values(tmp_path):
                  "--num_train_steps=2", "--num_warmup_steps=0"])
   assert result.returncode != 0
   assert "32" in result.stderr and "16" in result.stderr and "max_seq_length" in result.stderr
+
+
+def test_masked_lm_only_on_records_without_next_sentence_labels(tmp_path):
+  """--nonext_sentence_prediction (fp16) on two files, google's records and records without
+  next_sentence_labels: they train and evaluate; the switch is in run_config.json and
+  run.flags; no NSP metric anywhere."""
+  records = _setup(tmp_path)  # with next_sentence_labels, as create_pretraining_data.py writes
+  features = pretraining_features(dropout_config(0.1), batch=16, seq=16, predictions=3, seed=1)
+  del features["next_sentence_labels"]
+  records += "," + write_pretraining_records(tmp_path / "mlm_only.tfrecord", features)
+  out = tmp_path / "out"
+  result = _run([f"--bert_config_file={tmp_path / 'bert_config.json'}",
+                 f"--input_file={records}", f"--output_dir={out}", "--do_train", "--do_eval",
+                 "--nonext_sentence_prediction", "--use_fp16", "--train_batch_size=8",
+                 "--max_seq_length=16", "--max_predictions_per_seq=3", "--num_train_steps=2",
+                 "--num_warmup_steps=0", "--iterations_per_loop=2", "--eval_batch_size=8",
+                 "--max_eval_steps=2", "--stall_timeout_secs=0"])
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert json.loads((out / "run_config.json").read_text())["train"][
+      "next_sentence_prediction"] is False
+  assert "--nonext_sentence_prediction" in (out / "run.flags").read_text().splitlines()
+  results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
+  assert sorted(results) == ["global_step", "loss", "masked_lm_accuracy", "masked_lm_loss"]
+  assert results["loss"] == results["masked_lm_loss"] and int(results["global_step"]) == 2
+  lines = read_metrics(out / "train_metrics.jsonl")
+  assert lines[-1]["step"] == 2 and "next_sentence_loss" not in lines[-1]
+  assert lines[-1]["loss"] == pytest.approx(lines[-1]["masked_lm_loss"], abs=1e-6)

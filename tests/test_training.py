@@ -1,5 +1,6 @@
 """The pretraining loop: optimizer rules, schedule, accumulation, Mirrored parity, fp16 skips,
-divergence abort, exact resume, evaluation output."""
+divergence abort, exact resume, evaluation output; masked LM without next-sentence prediction
+(its loss against NumPy; Mirrored parity)."""
 import json
 import os
 
@@ -10,7 +11,9 @@ import tensorflow as tf
 from bert_tf import optimization, training
 from bert_tf.testing import builders
 from bert_tf.testing.numerics import max_diff
-from bert_tf.testing.tiny import dropout_config
+from bert_tf.testing.synthetic import pretraining_features
+from bert_tf.testing.tiny import dropout_config, tiny_config
+from bert_tf.training.pretraining import PretrainingTask
 
 
 # --- optimizers against their published update rules ------------------------------------------
@@ -112,21 +115,33 @@ def test_accumulation_equals_one_big_batch(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("optimizer", ["adamw", "lamb"])
-def test_mirrored_two_devices_equal_one_device(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer,next_sentence", [("adamw", True), ("lamb", False)])
+def test_mirrored_two_devices_equal_one_device(tmp_path, optimizer, next_sentence):
+  """lamb trains masked LM alone (--nonext_sentence_prediction): the same parity, and the
+  pooler and NSP head, which its loss does not reach, do not move."""
   start = _trainer(tmp_path, "init", steps=1).model.get_weights()
   results = {}
   for name in ("one_device", "mirrored"):
     trainer = _trainer(tmp_path, name, name, steps=3, optimizer=optimizer,
-                       iterations_per_loop=3, save_checkpoints_steps=3)
+                       iterations_per_loop=3, save_checkpoints_steps=3,
+                       next_sentence_prediction=next_sentence)
     assert trainer.runtime.num_replicas == (2 if name == "mirrored" else 1)
     trainer.model.set_weights(start)
     metrics = trainer.train()
     results[name] = (_weights(trainer), metrics["loss"])
   diff = max_diff(results["one_device"][0], results["mirrored"][0])
-  print(f"mirrored(2) vs one device, {optimizer}: max |weight diff| {diff:.2e}")
+  print(f"mirrored(2) vs one device, {optimizer}, NSP {next_sentence}: max |weight diff| "
+        f"{diff:.2e}")
   assert diff <= 1e-5
   assert results["one_device"][1] == pytest.approx(results["mirrored"][1], abs=1e-5)
+  assert ("next_sentence_loss" in metrics) == next_sentence
+  if not next_sentence:
+    assert metrics["loss"] == pytest.approx(metrics["masked_lm_loss"], abs=1e-6)
+    trained = dict(zip([v.name for v in trainer.model.weights], start))
+    moved = {v.name: max_diff([v.numpy()], [trained[v.name]])
+             for v in trainer.model.trainable_variables}
+    assert all(moved[n] == 0 for n in moved if "pooler" in n or "next_sentence" in n), moved
+    assert max(moved.values()) > 1e-4
 
 
 def _slots(trainer):
@@ -237,3 +252,45 @@ def test_phase_two_starts_from_phase_one_weights_with_its_own_schedule(tmp_path)
     encoder_vars = len(target.model.encoder.trainable_variables)
     for a, b in zip(_weights(phase1)[:encoder_vars], _weights(target)[:encoder_vars]):
       np.testing.assert_array_equal(a, b)
+
+
+# --- masked LM alone (--nonext_sentence_prediction) --------------------------------------------
+
+def _np_cross_entropy(logits, labels):
+  """-log softmax(logits)[label] per row, float64."""
+  logits = logits.astype(np.float64)
+  top = logits.max(-1, keepdims=True)
+  log_sum_exp = np.log(np.exp(logits - top).sum(-1)) + top[..., 0]
+  return log_sum_exp - np.take_along_axis(logits, labels[..., None], -1)[..., 0]
+
+
+@pytest.mark.unit
+def test_masked_lm_only_loss_is_the_mlm_part_of_the_full_loss(tmp_path):
+  """Same weights and batch (13 sequences of 7, 3 predictions, some weights 0), global
+  normalisers as another replica's share would make them: the MLM-only task's loss is the
+  NumPy masked-LM loss alone, the full task's is it plus the NumPy NSP loss; MLM-only needs no
+  next_sentence_labels and its gradient reaches neither the pooler nor the NSP head."""
+  config = tiny_config()
+  features = pretraining_features(config)
+  full = PretrainingTask(training.TrainConfig(output_dir=str(tmp_path), train_batch_size=20))
+  mlm = PretrainingTask(training.TrainConfig(output_dir=str(tmp_path), train_batch_size=20,
+                                             next_sentence_prediction=False))
+  model = full.build_model(config, full.config)
+  out = model(features)
+  ids, weights = features["masked_lm_ids"].numpy(), features["masked_lm_weights"].numpy()
+  np_mlm = float((_np_cross_entropy(out["mlm_logits"].numpy(), ids) * weights).sum())
+  np_nsp = float(_np_cross_entropy(out["nsp_logits"].numpy(),
+                                   features["next_sentence_labels"].numpy()).sum())
+  normalisers = (tf.constant(7.5), 20.0)  # global weight total and examples of all replicas
+  batch = {k: v[tf.newaxis] for k, v in features.items()}  # one micro-batch: [K=1, B, ...]
+  full_loss, full_sums = full.micro_batch_loss(model, batch, 0, normalisers, None)
+  del batch["next_sentence_labels"]
+  with tf.GradientTape() as tape:
+    loss, sums = mlm.micro_batch_loss(model, batch, 0, normalisers, None)
+  assert float(loss) == pytest.approx(np_mlm / 7.5, rel=1e-5)
+  assert float(full_loss) == pytest.approx(np_mlm / 7.5 + np_nsp / 20.0, rel=1e-5)
+  assert float(sums[1]) == pytest.approx(float(full_sums[1]), rel=1e-6)
+  assert mlm.num_metrics == len(mlm.step_metrics(sums, normalisers, 0.0, 0.0)) == 4
+  grads = tape.gradient(loss, model.trainable_variables)
+  unreached = [v.name for v, g in zip(model.trainable_variables, grads) if g is None]
+  assert unreached and all("pooler" in n or "next_sentence" in n for n in unreached), unreached

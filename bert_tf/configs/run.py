@@ -62,11 +62,12 @@ class RunConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(RunConfig):
-  """Pretraining (masked LM + next sentence)."""
+  """Pretraining (masked LM + next sentence, or masked LM alone)."""
   max_predictions_per_seq: int = 20
   num_train_steps: int = 100000
   max_eval_steps: int = 100
   eval_every_steps: int = 0            # also evaluate during training (at checkpoint steps)
+  next_sentence_prediction: bool = True  # False: the loss is the masked-LM loss alone
 
   def micro_batch_size(self, num_replicas: int) -> int:
     return self.train_batch_size // (num_replicas * self.gradient_accumulation_steps)

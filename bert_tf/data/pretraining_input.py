@@ -181,13 +181,15 @@ def _check_ids(batch: dict, paths, vocab_size: int):
 
 
 def _batch_parser(max_seq_length: int, max_predictions_per_seq: int, masked: bool,
-                  vocab_size: int | None = None):
+                  vocab_size: int | None = None, next_sentence_labels: bool = True):
   """A function: (batch of serialized records (string [B]), their files [B]) -> dict of dense
   features, int32 (masked_lm_weights float32), checking each length against the flag that
-  sets it and, given ``vocab_size``, every id against it."""
+  sets it and, given ``vocab_size``, every id against it. Without ``next_sentence_labels``
+  that feature is not parsed: records may hold it or not."""
   import tensorflow as tf
-  spec = {"input_ids": tf.int64, "input_mask": tf.int64, "segment_ids": tf.int64,
-          "next_sentence_labels": tf.int64}
+  spec = {"input_ids": tf.int64, "input_mask": tf.int64, "segment_ids": tf.int64}
+  if next_sentence_labels:
+    spec["next_sentence_labels"] = tf.int64
   if masked:
     spec.update(masked_lm_positions=tf.int64, masked_lm_ids=tf.int64,
                 masked_lm_weights=tf.float32)
@@ -233,7 +235,7 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
                              shard_index: int | None = None, seed: int | None = None,
                              skip_corrupt: bool = False, dynamic_masking: DynamicMasking | None = None,
                              corrupt_counter=None, vocab_size: int | None = None,
-                             shuffle_buffer: int = 10000,
+                             next_sentence_labels: bool = True, shuffle_buffer: int = 10000,
                              cycle_length: int = 8, drop_remainder: bool | None = None):
   """A tf.data pipeline of pretraining batches from google-format TFRecords.
 
@@ -256,11 +258,13 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
     dynamic_masking: a ``DynamicMasking`` to mask on the fly instead of reading masks.
     vocab_size: the model's; every batch's ids are checked against it (an error names the
       file and the id).
+    next_sentence_labels: read that feature (False: masked LM alone; records without it are
+      read too).
 
   Returns:
     tf.data.Dataset of dicts: input_ids, input_mask, segment_ids int32 [batch, max_seq_length];
     masked_lm_positions, masked_lm_ids int32 and masked_lm_weights float32
-    [batch, max_predictions_per_seq]; next_sentence_labels int32 [batch, 1].
+    [batch, max_predictions_per_seq]; next_sentence_labels int32 [batch, 1] (if read).
   """
   import tensorflow as tf
   files, record_shard = _shard(expand_file_patterns(file_patterns), input_context, num_shards,
@@ -293,8 +297,8 @@ def make_pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int
   ds = ds.batch(batch_size, drop_remainder=is_training if drop_remainder is None else drop_remainder)
 
   masked = dynamic_masking is None
-  ds = ds.map(_batch_parser(max_seq_length, max_predictions_per_seq, masked, vocab_size),
-              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(_batch_parser(max_seq_length, max_predictions_per_seq, masked, vocab_size,
+                            next_sentence_labels), num_parallel_calls=tf.data.AUTOTUNE)
   if not masked:
     # Seeds from a dataset that draws a new sequence on every pass (and every new iterator),
     # so each epoch sees new masks, reproducibly for a given ``seed``.

@@ -28,6 +28,37 @@ def sparse_softmax_cross_entropy(labels, logits):
   return cross_entropy(logits)
 
 
+def masked_lm_loss_sums(mlm_logits, masked_lm_ids, masked_lm_weights):
+  """google's ``get_masked_lm_output`` loss as the sums behind its weighted mean.
+
+  Args:
+    mlm_logits: float [B, P, V]; masked_lm_ids: int [B, P]; masked_lm_weights: float [B, P]
+      (0 for padding predictions).
+  Returns:
+    float32 scalars (numerator, denominator): the weighted sum of the per-prediction losses
+    and the weight total plus google's 1e-5, so a distributed step can normalise by the
+    global count.
+  """
+  # -log_softmax(logits)[id] without gathering from a log_softmax (whose gradient would
+  # scatter into a dense [B, P, V] tensor).
+  vocab_size = tf.shape(mlm_logits)[-1]
+  per_prediction = tf.reshape(sparse_softmax_cross_entropy(
+      tf.reshape(masked_lm_ids, [-1]),
+      tf.reshape(tf.cast(mlm_logits, tf.float32), [-1, vocab_size])), tf.shape(masked_lm_ids))
+  weights = tf.cast(masked_lm_weights, tf.float32)
+  numerator = tf.reduce_sum(weights * per_prediction)
+  denominator = tf.reduce_sum(weights) + 1e-5  # google's epsilon: no NaN on an empty batch
+  return numerator, denominator
+
+
+def next_sentence_loss(nsp_logits, next_sentence_labels):
+  """google's ``get_next_sentence_output`` loss: float [B, 2] logits, int [B] or [B, 1] labels
+  (0 = IsNext, 1 = random) -> float32 mean over the batch."""
+  labels = tf.reshape(tf.cast(next_sentence_labels, tf.int32), [-1])
+  return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=labels, logits=tf.cast(nsp_logits, tf.float32)))
+
+
 def pretraining_losses(mlm_logits, nsp_logits, masked_lm_ids, masked_lm_weights,
                        next_sentence_labels):
   """google's ``get_masked_lm_output`` + ``get_next_sentence_output`` losses.
@@ -42,21 +73,9 @@ def pretraining_losses(mlm_logits, nsp_logits, masked_lm_ids, masked_lm_weights,
     the MLM mean (``masked_lm_numerator``, ``masked_lm_denominator``) so a distributed step can
     normalise by the global count.
   """
-  # -log_softmax(logits)[id] without gathering from a log_softmax (whose gradient would
-  # scatter into a dense [B, P, V] tensor).
-  vocab_size = tf.shape(mlm_logits)[-1]
-  per_prediction = tf.reshape(sparse_softmax_cross_entropy(
-      tf.reshape(masked_lm_ids, [-1]),
-      tf.reshape(tf.cast(mlm_logits, tf.float32), [-1, vocab_size])), tf.shape(masked_lm_ids))
-  weights = tf.cast(masked_lm_weights, tf.float32)
-  numerator = tf.reduce_sum(weights * per_prediction)
-  denominator = tf.reduce_sum(weights) + 1e-5  # google's epsilon: no NaN on an empty batch
+  numerator, denominator = masked_lm_loss_sums(mlm_logits, masked_lm_ids, masked_lm_weights)
   mlm_loss = numerator / denominator
-
-  labels = tf.reshape(tf.cast(next_sentence_labels, tf.int32), [-1])
-  nsp_per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=labels, logits=tf.cast(nsp_logits, tf.float32))
-  nsp_loss = tf.reduce_mean(nsp_per_example)
+  nsp_loss = next_sentence_loss(nsp_logits, next_sentence_labels)
   return {"loss": mlm_loss + nsp_loss, "masked_lm_loss": mlm_loss,
           "next_sentence_loss": nsp_loss, "masked_lm_numerator": numerator,
           "masked_lm_denominator": denominator}

@@ -1,9 +1,15 @@
-"""Pretraining as a task of the engine: masked LM + next sentence, google's eval metrics, and
-the encoder export that fine-tuning starts from.
+"""Pretraining as a task of the engine: masked LM + next sentence (or masked LM alone), google's
+eval metrics, and the encoder export that fine-tuning starts from.
 
 The masked-LM loss is divided by the masked-token weight of the whole global batch and the
 NSP loss by the global number of examples, so replicas and accumulation micro-batches
 compute the update of one big batch (see ``step``).
+
+Without next-sentence prediction (``TrainConfig.next_sentence_prediction=False``) the loss is
+the masked-LM loss alone and ``next_sentence_labels`` is neither read nor needed. The model
+keeps its pooler and NSP head: the loss does not reach them, so the step leaves them as they
+were (no update, no weight decay), and checkpoints keep google's names whichever the objective
+(a google checkpoint loads with nothing missing; a later run with NSP continues from one).
 """
 from __future__ import annotations
 
@@ -17,7 +23,8 @@ import tensorflow as tf
 from bert_tf import checkpoints
 from bert_tf.configs import BertConfig, OptimizerConfig, TrainConfig
 from bert_tf.distribution import Runtime
-from bert_tf.modeling import BertEncoder, BertPretrainer, pretraining_losses
+from bert_tf.modeling import BertEncoder, BertPretrainer
+from bert_tf.modeling.losses import masked_lm_loss_sums, next_sentence_loss
 from bert_tf.training.engine import Engine
 from bert_tf.training.reporting import write_eval_results
 
@@ -25,13 +32,21 @@ FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "ma
             "masked_lm_weights", "next_sentence_labels")
 
 
-class PretrainingTask:
-  """Masked LM + next sentence prediction on google-format features."""
+def features_read(next_sentence_prediction: bool = True) -> tuple:
+  """The features pretraining reads: ``FEATURES``, without the NSP labels if it has no NSP."""
+  return FEATURES if next_sentence_prediction else FEATURES[:-1]
 
-  num_metrics = 5  # loss, masked-LM loss, NSP loss, gradient norm, skipped
+
+class PretrainingTask:
+  """Masked LM + next sentence prediction on google-format features, or masked LM alone
+  (``config.next_sentence_prediction``)."""
 
   def __init__(self, config: TrainConfig):
     self.config = config
+    self.nsp = config.next_sentence_prediction
+    self.features = features_read(self.nsp)
+    # loss, masked-LM loss, [NSP loss,] gradient norm, skipped
+    self.num_metrics = 5 if self.nsp else 4
 
   def build_model(self, bert_config: BertConfig, config: TrainConfig) -> BertPretrainer:
     return BertPretrainer(BertEncoder(bert_config, recompute=config.recompute, seed=config.seed))
@@ -46,32 +61,36 @@ class PretrainingTask:
 
   def micro_batch_loss(self, model, batch, k, normalisers, seed):
     mlm_weight_total, global_examples = normalisers
-    features = {name: batch[name][k] for name in FEATURES}
+    features = {name: batch[name][k] for name in self.features}
     out = model(features, training=True, dropout_seed=seed)
-    losses = pretraining_losses(out["mlm_logits"], out["nsp_logits"], features["masked_lm_ids"],
-                                features["masked_lm_weights"], features["next_sentence_labels"])
-    nsp_sum = losses["next_sentence_loss"] * tf.cast(tf.shape(features["input_ids"])[0],
-                                                     tf.float32)
-    loss = losses["masked_lm_numerator"] / mlm_weight_total + nsp_sum / global_examples
-    return loss, tf.stack([loss, losses["masked_lm_numerator"], nsp_sum])
+    mlm_sum, _ = masked_lm_loss_sums(out["mlm_logits"], features["masked_lm_ids"],
+                                     features["masked_lm_weights"])
+    loss = mlm_sum / mlm_weight_total
+    if not self.nsp:  # nsp_logits unused: no gradient reaches the pooler and NSP head
+      return loss, tf.stack([loss, mlm_sum])
+    nsp_sum = next_sentence_loss(out["nsp_logits"], features["next_sentence_labels"]) * \
+        tf.cast(tf.shape(features["input_ids"])[0], tf.float32)
+    loss += nsp_sum / global_examples
+    return loss, tf.stack([loss, mlm_sum, nsp_sum])
 
   def step_metrics(self, sums, normalisers, grad_norm, skipped):
     mlm_weight_total, global_examples = normalisers
-    return tf.stack([sums[0], sums[1] / mlm_weight_total, sums[2] / global_examples, grad_norm,
-                     skipped])
+    nsp = [sums[2] / global_examples] if self.nsp else []
+    return tf.stack([sums[0], sums[1] / mlm_weight_total, *nsp, grad_norm, skipped])
 
   def log_values(self, totals, num_steps, step):
     del step
     values = totals / num_steps  # float32, as the figures were computed in the graph before
-    metrics = {"loss": float(values[0]), "masked_lm_loss": float(values[1]),
-               "next_sentence_loss": float(values[2]), "grad_norm": float(values[3])}
+    names = ["loss", "masked_lm_loss"] + ["next_sentence_loss"] * self.nsp + ["grad_norm"]
+    metrics = {name: float(value) for name, value in zip(names, values)}
     examples = num_steps * self.config.train_batch_size
     return metrics, examples, examples * self.config.max_seq_length
 
 
 def evaluate_pretraining(model, strategy, dataset_fn: Callable, batch_size: int,
-                         max_steps: int) -> dict:
-  """google's pretraining eval metrics over at most ``max_steps`` global batches."""
+                         max_steps: int, next_sentence_prediction: bool = True) -> dict:
+  """google's pretraining eval metrics over at most ``max_steps`` global batches; without
+  ``next_sentence_prediction`` the masked-LM ones alone (``loss`` = ``masked_lm_loss``)."""
 
   def replica_dataset(context):
     per_replica = context.get_per_replica_batch_size(batch_size)
@@ -79,19 +98,21 @@ def evaluate_pretraining(model, strategy, dataset_fn: Callable, batch_size: int,
 
   def replica_eval(features):
     out = model(features, training=False)
-    losses = pretraining_losses(out["mlm_logits"], out["nsp_logits"], features["masked_lm_ids"],
-                                features["masked_lm_weights"], features["next_sentence_labels"])
+    mlm_sum, _ = masked_lm_loss_sums(out["mlm_logits"], features["masked_lm_ids"],
+                                     features["masked_lm_weights"])
     weights = tf.cast(features["masked_lm_weights"], tf.float32)
     predicted = tf.argmax(out["mlm_logits"], axis=-1, output_type=tf.int32)
     correct = tf.cast(tf.equal(predicted, tf.cast(features["masked_lm_ids"], tf.int32)),
                       tf.float32)
-    labels = tf.reshape(tf.cast(features["next_sentence_labels"], tf.int32), [-1])
-    nsp_correct = tf.cast(tf.equal(tf.argmax(out["nsp_logits"], -1, output_type=tf.int32),
-                                   labels), tf.float32)
-    n = tf.cast(tf.shape(labels)[0], tf.float32)
-    return tf.stack([tf.reduce_sum(correct * weights), tf.reduce_sum(weights),
-                     losses["masked_lm_numerator"], tf.reduce_sum(nsp_correct),
-                     losses["next_sentence_loss"] * n, n])
+    n = tf.cast(tf.shape(features["input_ids"])[0], tf.float32)
+    nsp_correct = nsp_sum = tf.zeros([])
+    if next_sentence_prediction:
+      labels = tf.reshape(tf.cast(features["next_sentence_labels"], tf.int32), [-1])
+      nsp_correct = tf.reduce_sum(tf.cast(tf.equal(
+          tf.argmax(out["nsp_logits"], -1, output_type=tf.int32), labels), tf.float32))
+      nsp_sum = next_sentence_loss(out["nsp_logits"], labels) * n
+    return tf.stack([tf.reduce_sum(correct * weights), tf.reduce_sum(weights), mlm_sum,
+                     nsp_correct, nsp_sum, n])
 
   @tf.function
   def eval_step(features):
@@ -107,9 +128,10 @@ def evaluate_pretraining(model, strategy, dataset_fn: Callable, batch_size: int,
     raise ValueError("pretraining evaluation read no examples from its input; no metrics "
                      "written (empty or fully skipped --eval_input_file?)")
   weight, n = max(totals[1], 1e-5), max(totals[5], 1.0)
-  results = {"masked_lm_accuracy": totals[0] / weight, "masked_lm_loss": totals[2] / weight,
-             "next_sentence_accuracy": totals[3] / n, "next_sentence_loss": totals[4] / n}
-  results["loss"] = results["masked_lm_loss"] + results["next_sentence_loss"]
+  results = {"masked_lm_accuracy": totals[0] / weight, "masked_lm_loss": totals[2] / weight}
+  if next_sentence_prediction:
+    results.update(next_sentence_accuracy=totals[3] / n, next_sentence_loss=totals[4] / n)
+  results["loss"] = results["masked_lm_loss"] + results.get("next_sentence_loss", 0.0)
   return results
 
 
@@ -198,11 +220,12 @@ class Pretrainer(Engine):
     cfg = self.config
     results = evaluate_pretraining(self.model, self.strategy, self.eval_dataset_fn,
                                    cfg.eval_batch_size,
-                                   cfg.max_eval_steps if max_steps is None else max_steps)
+                                   cfg.max_eval_steps if max_steps is None else max_steps,
+                                   cfg.next_sentence_prediction)
     results["global_step"] = self.current_step()
-    logging.info("eval at step %d: masked_lm_accuracy %.4f, next_sentence_accuracy %.4f",
-                 results["global_step"], results["masked_lm_accuracy"],
-                 results["next_sentence_accuracy"])
+    logging.info("eval at step %d: %s", results["global_step"], ", ".join(
+        f"{k} {results[k]:.4f}" for k in ("masked_lm_accuracy", "next_sentence_accuracy")
+        if k in results))
     if self.runtime.is_chief:
       write_eval_results(cfg.output_dir, results)
     return results
