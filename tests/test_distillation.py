@@ -1,9 +1,10 @@
 """Knowledge distillation: the loss against NumPy (T^2, alpha, transfer and padding rows),
 alpha = 1 is plain fine-tuning bitwise, a precomputed teacher equals the on-the-fly teacher,
 a teacher with its own vocabulary and casing, 2 replicas x 2 accumulation = one device (logical
-CPU devices, and 2 MultiWorkerMirrored processes), and the flag checks."""
+CPU devices, 2 MultiWorkerMirrored processes and 2 Horovod ranks), and the flag checks."""
 import dataclasses
 import json
+import subprocess
 import sys
 import time
 
@@ -238,20 +239,37 @@ def test_two_replicas_times_two_accumulation_equal_one_device(setup, on_the_fly,
   assert diff < 2e-5, diff
 
 
+def _launch(backend, spec, log_dir, timeout):
+  """The spec's worker as 2 MultiWorkerMirrored processes or 2 horovodrun (gloo) ranks; the
+  exit codes and each process's log tail."""
+  command = [sys.executable, "-m", "bert_tf.testing.train_worker", json.dumps(spec)]
+  if backend == "horovod":
+    result = subprocess.run(launch.horovodrun(command), capture_output=True, text=True,
+                            timeout=timeout, cwd=launch.ROOT)
+    return [result.returncode], [result.stdout[-3000:] + result.stderr[-3000:]]
+  procs = launch.start_workers(command, log_dir=log_dir)
+  codes = launch.wait_all(procs, timeout=timeout)
+  return codes, [launch.read_log(log_dir, i)[-3000:] for i in range(2)]
+
+
 @pytest.mark.distributed
-@pytest.mark.timeout(240)  # backstop over wait_all's limit
-def test_two_multi_worker_mirrored_processes_equal_one_device(setup, on_the_fly, tmp_path):
-  """2 MultiWorkerMirrored processes on localhost (4 of the 8 examples of a step each; the
-  accumulation split is the test above's: it doubles the compile time here), on-the-fly
-  teacher (cased vocabulary) and transfer data: the one-device student after 2 steps. The
-  same launch checks that --skip_* input counts reach the chief's metrics as the total over
-  the workers (worker i counts i + 1)."""
+@pytest.mark.timeout(240)  # backstop over the launch's own limit
+@pytest.mark.parametrize("backend", ["multi_worker_mirrored", "horovod"])
+def test_two_processes_equal_one_device(backend, setup, on_the_fly, tmp_path):
+  """2 MultiWorkerMirrored processes on localhost, or 2 Horovod ranks (horovodrun, gloo), each
+  with 4 of the 8 examples of a step (the accumulation split is the test above's: it doubles
+  the compile time here), on-the-fly teacher (cased vocabulary) and transfer data: the
+  one-device student after 2 steps. The same launch checks that --skip_* input counts reach
+  the chief's metrics as the total over the workers (worker i counts i + 1)."""
+  if backend == "horovod":
+    pytest.importorskip("horovod.tensorflow", reason="Horovod not installed "
+                        "(scripts/bootstrap.sh --horovod)")
   initial, fly, _ = on_the_fly
   np.savez(tmp_path / "initial.npz", **{f"w{i}": w for i, w in enumerate(initial)})
   setup["student_config"].to_json_file(tmp_path / "student_config.json")
   setup["teacher_config"].to_json_file(tmp_path / "teacher_config.json")
   out = tmp_path / "student"
-  spec = {"distribution": "multi_worker_mirrored", "runs": [], "result_dir": str(tmp_path),
+  spec = {"distribution": backend, "runs": [], "result_dir": str(tmp_path),
           "distill": dict(
               setup["paths"], output_dir=str(out), teacher_dir=setup["teacher_dir"],
               student_config=str(tmp_path / "student_config.json"),
@@ -259,16 +277,14 @@ def test_two_multi_worker_mirrored_processes_equal_one_device(setup, on_the_fly,
               run={**RUN, **EXAMPLE_BATCHES},
               initial=str(tmp_path / "initial.npz"), steps=2)}
   began = time.monotonic()
-  procs = launch.start_workers([sys.executable, "-m", "bert_tf.testing.train_worker",
-                                json.dumps(spec)], log_dir=str(tmp_path))
-  codes = launch.wait_all(procs, timeout=180)
-  logs = [launch.read_log(str(tmp_path), i) for i in range(2)]
-  assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+  codes, logs = _launch(backend, spec, str(tmp_path), timeout=180)
+  assert set(codes) == {0}, "\n".join(logs)
   got = np.load(tmp_path / "distill.npz")
   diff = _max_diff([got[f"w{i}"] for i in range(len(got.files))], fly)
-  print(f"distillation, 2 MultiWorkerMirrored workers: max |student weight "
-        f"diff| vs one device {diff:.2e} (update {_max_diff(initial, fly):.2e}); launch "
+  print(f"distillation, 2 {backend} processes: max |student weight diff| vs one device "
+        f"{diff:.2e} (update {_max_diff(initial, fly):.2e}); launch "
         f"{time.monotonic() - began:.0f}s")
+  print("\n".join(line for log in logs for line in log.splitlines() if "distill:" in line))
   assert _max_diff(initial, fly) > 1e-3  # trained
   assert diff < 2e-5, diff
   records = [json.loads(line) for line in open(out / "train_metrics.jsonl")]
