@@ -1,7 +1,8 @@
 """Pipeline schedules on this machine: bubble, in-flight micro-batches and examples/s.
 
   .venv/bin/python benchmarks/bench_pipeline.py [--layers 4 --hidden 128 --seq 64 --batch 32
-                                                 --stages 2 --microbatches 4,8 --steps 6]
+                                                 --stages 2 --microbatches 4,8 --steps 6
+                                                 --recompute full,selective]
 
 Three tables, printed as Markdown, under the machine line.
 - Schedule figures, from ``bert_tf.pipeline.schedule.simulate`` (no TensorFlow):
@@ -19,7 +20,9 @@ Three tables, printed as Markdown, under the machine line.
     measured alone (allocator current after - before, eager), times the schedule's most
     micro-batches in flight at that stage: counted from a measurement, not a measured peak;
   - whole step, measured: the allocator's peak during one step minus its current before it
-    (activations, gradients, accumulators, update temporaries of all stages together).
+    (activations, gradients, accumulators, update temporaries of all stages together);
+  - both also for 1f1b at the first m under each ``--recompute`` mode: a recomputed block
+    keeps only its input under the tape, so each stage holds less per micro-batch.
 - Measured speed, CPU only, one process, p stages on p logical CPU devices:
   - examples/s of every schedule and m, against data parallelism (Mirrored) over the same
     devices at the same global batch;
@@ -115,9 +118,30 @@ def _mib(n):
   return f"{n / 2 ** 20:.2f}"
 
 
+def _pipeline_trainer(args, config, features, conf, out, kind, m, recompute):
+  from bert_tf.pipeline.trainer import PipelinePretrainer, pipeline_runtime
+  from bert_tf.testing import builders
+  train, opt = builders._split(  # pylint: disable=protected-access
+      dict(gradient_accumulation_steps=m, recompute=recompute), builders.TrainConfig,
+      dict(output_dir=out, train_batch_size=args.batch, max_seq_length=args.seq,
+           max_predictions_per_seq=8, num_train_steps=1000, iterations_per_loop=2,
+           save_checkpoints_steps=2, seed=1),
+      dict(name="adamw", learning_rate=1e-4, num_train_steps=1000, num_warmup_steps=1))
+  return PipelinePretrainer(config, train, opt, pipeline_runtime(conf, kind),
+                            builders.dataset_fn(features), conf=conf, schedule=kind,
+                            steps_per_call=2 if kind == "2bw" else 1)
+
+
+def _runs(ms, p, recompute_modes):
+  """(schedule, m, recompute) of every pipeline row: each schedule and m without recompute,
+  then 1f1b at the first m under each other recompute mode."""
+  runs = [(kind, m, "none") for kind in ("gpipe", "1f1b", "2bw") for m in ms
+          if kind != "2bw" or m >= p]
+  return runs + [("1f1b", ms[0], mode) for mode in recompute_modes if mode != "none"]
+
+
 def measured_table(args, ms):
   from bert_tf.pipeline import schedule as sched
-  from bert_tf.pipeline.trainer import PipelinePretrainer, pipeline_runtime
   from bert_tf.testing import builders
   from bert_tf.testing.synthetic import pretraining_features
   from bert_tf.testing.tiny import tiny_config
@@ -126,47 +150,38 @@ def measured_table(args, ms):
                        max_position_embeddings=max(64, args.seq))
   features = pretraining_features(config, batch=4 * args.batch, seq=args.seq, predictions=8)
   conf, p = _conf(args.stages, args.layers), args.stages
-  rows = ["| run | m | examples/s | busy per stage (timing line) |", "|---|---|---|---|"]
-  memory = ["| schedule | m | in flight per stage | activations held per stage, MiB "
-            "(counted: in flight x measured per micro-batch) | step peak, MiB (measured, all "
-            "stages) |", "|---|---|---|---|---|"]
+  rows = ["| run | m | recompute | examples/s | busy per stage (timing line) |",
+          "|---|---|---|---|---|"]
+  memory = ["| schedule | m | recompute | in flight per stage | activations held per stage, "
+            "MiB (counted: in flight x measured per micro-batch) | step peak, MiB (measured, "
+            "all stages) |", "|---|---|---|---|---|---|"]
   with tempfile.TemporaryDirectory() as tmp:
     dp = builders.pretrainer(os.path.join(tmp, "dp"), "mirrored", config=config,
                              features=features, steps=1000, train_batch_size=args.batch,
                              max_seq_length=args.seq, max_predictions_per_seq=8,
                              iterations_per_loop=args.steps)
     rate, dp_peak, _ = _time_loop(dp, args.steps, 1)
-    rows.append(f"| data parallel (Mirrored, {p} devices) | - | {rate:.1f} | - |")
-    per_mb = None
-    for kind in ("gpipe", "1f1b", "2bw"):
-      for m in ms:
-        if kind == "2bw" and m < p:
-          continue
-        per_call = 2 if kind == "2bw" else 1
-        train, opt = builders._split(  # pylint: disable=protected-access
-            dict(gradient_accumulation_steps=m), builders.TrainConfig,
-            dict(output_dir=os.path.join(tmp, f"{kind}{m}"), train_batch_size=args.batch,
-                 max_seq_length=args.seq, max_predictions_per_seq=8, num_train_steps=1000,
-                 iterations_per_loop=2, save_checkpoints_steps=2, seed=1),
-            dict(name="adamw", learning_rate=1e-4, num_train_steps=1000, num_warmup_steps=1))
-        trainer = PipelinePretrainer(config, train, opt, pipeline_runtime(conf, kind),
-                                     builders.dataset_fn(features), conf=conf, schedule=kind,
-                                     steps_per_call=per_call)
-        rate, peak, times = _time_loop(trainer, args.steps, per_call)
-        busy = " / ".join(f"{b:.2f}" for b in times.busy()) if times else "-"
-        rows.append(f"| pipeline {kind}, {p} stages | {m} | {rate:.1f} | {busy} |")
-        if peak is None:
-          continue
-        if per_mb is None or per_mb[0] != m:   # depends on the micro-batch size only
-          per_mb = (m, stage_bytes_per_microbatch(trainer))
-        in_flight = sched.simulate(sched.make_schedule(kind, p, m, per_call)).max_in_flight
-        held = " / ".join(_mib(n * b) for n, b in zip(in_flight, per_mb[1]))
-        memory.append(f"| {kind}{' (2 steps/call)' if per_call > 1 else ''} | {m} | "
-                      f"{in_flight} | {held} | {_mib(peak)} |")
+    rows.append(f"| data parallel (Mirrored, {p} devices) | - | none | {rate:.1f} | - |")
+    per_mb = {}   # (m, recompute) -> held bytes per micro-batch per stage
+    for kind, m, recompute in _runs(ms, p, args.recompute.split(",")):
+      trainer = _pipeline_trainer(args, config, features, conf,
+                                  os.path.join(tmp, f"{kind}{m}{recompute}"), kind, m, recompute)
+      rate, peak, times = _time_loop(trainer, args.steps, trainer.steps_per_call)
+      busy = " / ".join(f"{b:.2f}" for b in times.busy()) if times else "-"
+      rows.append(f"| pipeline {kind}, {p} stages | {m} | {recompute} | {rate:.1f} | {busy} |")
+      if peak is None:
+        continue
+      if (m, recompute) not in per_mb:   # depends on the micro-batch size and recompute only
+        per_mb[(m, recompute)] = stage_bytes_per_microbatch(trainer)
+      in_flight = sched.simulate(sched.make_schedule(kind, p, m, trainer.steps_per_call)
+                                 ).max_in_flight
+      held = " / ".join(_mib(n * b) for n, b in zip(in_flight, per_mb[(m, recompute)]))
+      memory.append(f"| {kind}{' (2 steps/call)' if kind == '2bw' else ''} | {m} | {recompute} "
+                    f"| {in_flight} | {held} | {_mib(peak)} |")
     if dp_peak is not None:
-      memory.append(f"| data parallel (Mirrored) | - | - | - | {_mib(dp_peak)} |")
+      memory.append(f"| data parallel (Mirrored) | - | none | - | - | {_mib(dp_peak)} |")
   if len(memory) == 2:
-    memory.append("| (oneDNN off: the CPU allocator keeps no statistics; not measured) |||||")
+    memory.append("| (oneDNN off: the CPU allocator keeps no statistics; not measured) ||||||")
   return "\n".join(rows) + "\n\n" + "\n".join(memory)
 
 
@@ -179,6 +194,8 @@ def main():
   parser.add_argument("--stages", type=int, default=2)
   parser.add_argument("--microbatches", default="4,8")
   parser.add_argument("--steps", type=int, default=6)
+  parser.add_argument("--recompute", default="full,selective",
+                      help="recompute modes of the extra 1f1b rows (first m): --recompute's")
   parser.add_argument("--no_measure", action="store_true", help="schedule table only")
   args = parser.parse_args()
   ms = [int(m) for m in args.microbatches.split(",")]

@@ -259,15 +259,16 @@ def test_2bw_learns_like_the_flush_update(tmp_path):
 # left out of CI for time: add "bf16" to run it.
 @pytest.mark.parametrize("dtype", ["fp16"])
 def test_mixed_precision_equals_one_device_under_the_same_policy(tmp_path, dtype):
-  """1f1b on 2 stages, m = 2, 2 steps: fp16 (dynamic loss scale: the last stage scales the
-  loss, every stage unscales its gradients) and bf16 against single-device training with the
-  same policy and accumulation."""
+  """gpipe on 2 stages (the flush test's 2-stage schedule, 1f1b, runs replicated; gpipe runs
+  here, on plain 2 stages), m = 2, 2 steps: fp16 (dynamic loss scale: the last stage scales
+  the loss, every stage unscales its gradients) and bf16 against single-device training with
+  the same policy and accumulation."""
   ref = builders.pretrainer(tmp_path / "ref", config=CONFIG, features=FEATURES, dtype=dtype,
                             gradient_accumulation_steps=2, steps=2)
   ref_metrics = ref.train()
-  trainer = pipeline(tmp_path / "pipe", TWO, "1f1b", steps=2, m=2, overrides=dict(dtype=dtype))
+  trainer = pipeline(tmp_path / "pipe", TWO, "gpipe", steps=2, m=2, overrides=dict(dtype=dtype))
   diff = max_diff(weights(trainer.model), weights(ref.model))
-  print(f"{dtype} 1f1b on 2 stages: max |w - w_ref| = {diff:.2e}, loss "
+  print(f"{dtype} gpipe on 2 stages: max |w - w_ref| = {diff:.2e}, loss "
         f"{trainer.fit_metrics['loss']:.7f} vs {ref_metrics['loss']:.7f}")
   assert diff <= 1e-6
   assert abs(trainer.fit_metrics["loss"] - ref_metrics["loss"]) <= 1e-6

@@ -1,7 +1,8 @@
 """run_pretraining.py in pipeline mode end to end (subprocesses, hard timeouts): a conf.json of
 2 stages on 2 logical CPUs, 1f1b, train then eval; the same run as 2 localhost processes (one
-stage each, TensorFlow's cluster runtime) gives the same checkpoint bitwise; a killed stage
-process ends the client with an error; bad pipeline flags are refused up front."""
+stage each, TensorFlow's cluster runtime), its stage process killed (the client then exits with
+an error) and both relaunched, resumes and ends on the same checkpoint bitwise; bad pipeline
+flags are refused up front."""
 import json
 import os
 import sys
@@ -20,9 +21,11 @@ from bert_tf.testing.tiny import tiny_config
 
 
 TWO = {"module_to_stage_map": [0, 1, 1], "stage_to_rank_map": {"0": [0], "1": [1]}}
+# Enough steps that the kill below (as soon as step 2's checkpoint exists) lands mid-run.
+STEPS = 16
 
 
-def _setup(tmp_path, out="out", steps=4, cpu_devices=2):
+def _setup(tmp_path, out="out", steps=STEPS, cpu_devices=2):
   config = tiny_config(num_hidden_layers=4)
   config.to_json_file(tmp_path / "bert_config.json")
   records = write_pretraining_records(
@@ -53,7 +56,8 @@ def test_conf_json_1f1b_train_and_eval(single_process):
   assert "1 replica(s) x 2 micro-batch x 4 accumulation" in log
   saved = json.loads((out / "pipeline_conf.json").read_text())
   assert saved["module_to_stage_map"] == [0, 1, 1] and saved["num_microbatches"] == 4
-  assert os.path.exists(out / "ckpt-4.index") and os.path.exists(out / "eval_results.txt")
+  assert os.path.exists(out / f"ckpt-{STEPS}.index")
+  assert os.path.exists(out / "eval_results.txt")
 
 
 def _model_weights(prefix):
@@ -68,26 +72,19 @@ def _cluster(args, log_dir):
 
 
 @pytest.mark.distributed
-def test_two_processes_one_stage_each_equal_one_process(single_process):
+def test_two_processes_killed_and_relaunched_equal_one_process(single_process):
+  """One stage per process; the stage process is killed once step 2's checkpoint exists: the
+  client exits non-zero within 120 s; relaunching both resumes from the newest checkpoint and
+  ends on the single-process run's final checkpoint, bitwise."""
   tmp_path, _ = single_process
-  procs = _cluster(_setup(tmp_path, out="out_cluster", cpu_devices=0) + ["--do_train"], tmp_path)
-  codes = launch.wait_all(procs, timeout=400)
-  assert codes == [0, 0], launch.read_log(tmp_path, 0)[-3000:] + launch.read_log(tmp_path, 1)
-  assert "pipeline server 1 of 2" in launch.read_log(tmp_path, 1)
-  got = _model_weights(str(tmp_path / "out_cluster" / "ckpt-4"))
-  expected = _model_weights(str(tmp_path / "out" / "ckpt-4"))
-  assert got.keys() == expected.keys() and len(got) > 100
-  assert max(float(np.max(np.abs(got[n] - expected[n]))) for n in got) == 0.0
-
-
-@pytest.mark.distributed
-def test_a_killed_stage_process_ends_the_client_with_an_error(tmp_path):
-  procs = _cluster(_setup(tmp_path, steps=100000, cpu_devices=0) + ["--do_train"], tmp_path)
+  args = _setup(tmp_path, out="out_cluster", cpu_devices=0) + ["--do_train"]
+  out = tmp_path / "out_cluster"
+  procs = _cluster(args, tmp_path)
   try:
     deadline = time.monotonic() + 300
-    while "step 2:" not in launch.read_log(tmp_path, 0):
+    while not (out / "ckpt-2.index").exists():
       assert time.monotonic() < deadline and procs[0].poll() is None, launch.read_log(tmp_path, 0)
-      time.sleep(1)
+      time.sleep(0.05)
     procs[1].kill()
     killed = time.monotonic()
     code = procs[0].wait(timeout=120)
@@ -95,6 +92,20 @@ def test_a_killed_stage_process_ends_the_client_with_an_error(tmp_path):
     assert code != 0
   finally:
     launch.kill_all(procs)
+  resumed_from = tf.train.latest_checkpoint(str(out))
+  assert resumed_from, launch.read_log(tmp_path, 0)
+  resumed_step = int(resumed_from.rsplit("-", 1)[1])
+  assert resumed_step < STEPS, resumed_from
+  codes = launch.wait_all(_cluster(args, tmp_path), timeout=400)
+  assert codes == [0, 0], launch.read_log(tmp_path, 0)[-3000:] + launch.read_log(tmp_path, 1)
+  log = launch.read_log(tmp_path, 0)
+  assert f"(step {resumed_step})" in log and "pipeline server 1 of 2" in launch.read_log(
+      tmp_path, 1)
+  print(f"relaunched from step {resumed_step}")
+  got = _model_weights(str(out / f"ckpt-{STEPS}"))
+  expected = _model_weights(str(tmp_path / "out" / f"ckpt-{STEPS}"))
+  assert got.keys() == expected.keys() and len(got) > 100
+  assert max(float(np.max(np.abs(got[n] - expected[n]))) for n in got) == 0.0, log[-3000:]
 
 
 @pytest.mark.integration
