@@ -66,12 +66,6 @@ class RecordSerializer:
     self.max_seq_length, self.max_predictions_per_seq = max_seq_length, max_predictions_per_seq
     seq, preds = max_seq_length, max_predictions_per_seq
     self._varints = [varint(i) for i in range(max(max_id, seq) + 1)]
-    # The same bytes as a [ids, 4] table and each entry's length: varint_rows encodes a
-    # whole batch with one numpy gather.
-    table = np.zeros([len(self._varints), 4], np.uint8)
-    for i, v in enumerate(self._varints):
-      table[i, :len(v)] = list(v)
-    self._varint_table = (table, np.array([len(v) for v in self._varints]))
     self._zeros = [b"\x00" * i for i in range(seq + 1)]
     self._ones = [b"\x01" * i for i in range(seq + 1)]
     self._headers = _Headers()
@@ -81,6 +75,15 @@ class RecordSerializer:
     self._weights = [_entry_header(b"masked_lm_weights", 4 * preds, True) + _ONE_F * k +
                      _ZERO_F * (preds - k) for k in range(preds + 1)]
     self._nsp = [_entry_header(b"next_sentence_labels", 1) + bytes([v]) for v in (0, 1)]
+    # The same pieces as byte tables for serialize_batch, which assembles a whole batch of
+    # records with numpy gathers: [rows, widest] uint8, zero-padded, and each row's length.
+    self._tables = {
+        "varint": _varint_table(self._varints),
+        "mask": _padded(self._mask), "weights": _padded(self._weights), "nsp": _padded(self._nsp),
+        "segment": _padded([self._segment_header]),
+        **{name: _padded([_entry_header(name.encode(), size) for size in range(4 * width + 1)])
+           for name, width in (("input_ids", seq), ("masked_lm_positions", preds),
+                               ("masked_lm_ids", preds))}}
 
   @classmethod
   def for_context(cls, context: PretrainingContext) -> "RecordSerializer":
@@ -130,25 +133,84 @@ class RecordSerializer:
                        inst.is_random_next)
 
   def serialize_batch(self, batch) -> list[bytes]:
-    """A ``masking.MaskedBatch`` -> its records, in order."""
-    ids_bytes = self.varint_rows(batch.input_ids)
-    pos_bytes = self.varint_rows(batch.positions)
-    lab_bytes = self.varint_rows(batch.labels)
-    return [self.record(*fields) for fields in zip(
-        ids_bytes, batch.lengths, batch.num_b, pos_bytes, lab_bytes, batch.counts,
-        batch.is_random_next)]
+    """A ``masking.MaskedBatch`` -> its records, in order (the bytes ``record`` makes)."""
+    t = self._tables
+    lengths, counts = np.asarray(batch.lengths), np.asarray(batch.counts)
+    rows, seq = len(lengths), self.max_seq_length
+    segment = (np.arange(seq) >= (lengths - np.asarray(batch.num_b))[:, None]) & (
+        np.arange(seq) < lengths[:, None])
+    header = t["segment"][0][np.zeros(rows, np.int64)]
+    body = [*self._entry("input_ids", batch.input_ids),
+            _gathered(t["mask"], lengths),
+            (np.concatenate([header, segment.view(np.uint8)], axis=1), None,
+             np.full(rows, header.shape[1] + seq)),
+            *self._entry("masked_lm_positions", batch.positions),
+            *self._entry("masked_lm_ids", batch.labels),
+            _gathered(t["weights"], counts),
+            _gathered(t["nsp"], np.asarray(batch.is_random_next, np.int64))]
+    size = sum(n for _, _, n in body)
+    tag = (np.full([rows, 1], 0x0A, np.uint8), None, np.ones(rows, np.int64))
+    return _join_rows([tag, _varints(size[:, None], t["varint"])] + body)
 
-  def varint_rows(self, values: np.ndarray) -> list[bytes]:
-    """Protobuf varint encoding of each row of a non-negative int array [rows, width]."""
-    if values.size and values.max() >= 1 << 28:
+  def _entry(self, name: str, values: np.ndarray) -> list:
+    """A features-map entry of packed varints: [header piece, payload piece]."""
+    payload = _varints(values, self._tables["varint"])
+    return [_gathered(self._tables[name], payload[2]), payload]
+
+
+# serialize_batch works on "pieces": (uint8 [rows, width]; bool [rows, width], which bytes are
+# real, or None for all of them; int64 [rows], the real bytes per row), one piece per part of a
+# record; a record is its row of each piece, in order, real bytes only.
+
+
+def _padded(rows: list[bytes]):
+  """Byte strings -> (uint8 [len(rows), longest] zero-padded, bool [same] real, lengths)."""
+  sizes = np.array([len(row) for row in rows], np.int64)
+  table = np.zeros([len(rows), max(1, sizes.max())], np.uint8)
+  for i, row in enumerate(rows):
+    table[i, :len(row)] = np.frombuffer(row, np.uint8)
+  return table, np.arange(table.shape[1]) < sizes[:, None], sizes
+
+
+def _gathered(table, index: np.ndarray):
+  """The piece of table rows ``index`` (int [rows])."""
+  data, real, sizes = table
+  return data[index], None if real.all() else real[index], sizes[index]
+
+
+def _varint_table(varints: list[bytes]):
+  """Varint bytes and real-byte flags of every id, each packed in one uint32 (gathered with
+  one ``take`` per batch: faster than gathering rows of 4 bytes)."""
+  data, real, sizes = _padded(varints)
+  if data.shape[1] > 4:
+    raise ValueError("ids of 2**28 and above are not supported")
+  pad = [(0, 0), (0, 4 - data.shape[1])]
+  return (np.pad(data, pad).view(np.uint32)[:, 0], np.pad(real, pad).view(np.uint32)[:, 0],
+          sizes)
+
+
+def _varints(values: np.ndarray, table):
+  """The piece of each row of a non-negative int array [rows, width], varint-encoded."""
+  data, real, sizes = table
+  rows = len(values)
+  if values.size and values.max() >= len(sizes):  # beyond the table: computed
+    if values.max() >= 1 << 28:
       raise ValueError("ids of 2**28 and above are not supported")
-    table, sizes = self._varint_table
-    if values.size and values.max() < len(sizes):  # ids and positions: one gather
-      groups, size = table[values], sizes[values]
-    else:
-      size = 1 + (values >= 1 << 7) + (values >= 1 << 14) + (values >= 1 << 21)
-      groups = np.stack([(values >> shift) & 0x7F | ((size > i + 1) << 7)
-                         for i, shift in enumerate((0, 7, 14, 21))], axis=-1).astype(np.uint8)
-    data = groups[np.arange(4) < size[..., None]].tobytes()  # row-major: rows stay contiguous
-    ends = np.cumsum(size.sum(axis=1)).tolist()
-    return [data[a:b] for a, b in zip([0] + ends[:-1], ends)]
+    size = 1 + (values >= 1 << 7) + (values >= 1 << 14) + (values >= 1 << 21)
+    groups = np.stack([(values >> shift) & 0x7F | ((size > i + 1) << 7)
+                       for i, shift in enumerate((0, 7, 14, 21))], axis=-1).astype(np.uint8)
+    flags = np.arange(4) < size[..., None]
+    return groups.reshape(rows, -1), flags.reshape(rows, -1), size.sum(axis=1)
+  return (data.take(values).view(np.uint8).reshape(rows, -1),
+          real.take(values).view(bool).reshape(rows, -1), sizes.take(values).sum(axis=1))
+
+
+def _join_rows(pieces) -> list[bytes]:
+  """Each row's real bytes of all pieces, in order: one bytes object per row."""
+  data = np.concatenate([d for d, _, _ in pieces], axis=1)
+  real = np.concatenate([np.ones(d.shape, bool) if r is None else r for d, r, _ in pieces],
+                        axis=1)
+  # Row-major, so each row's bytes stay together (compress: 5x faster than data[real]).
+  flat = np.compress(real.ravel(), data.ravel()).tobytes()
+  ends = np.cumsum(sum(n for _, _, n in pieces)).tolist()
+  return [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
