@@ -128,14 +128,11 @@ class TokenizerLayer(tf_keras.layers.Layer):
     if unk_token not in vocab_dict:
       raise ValueError(f"unk_token {unk_token!r} is not in the vocabulary "
                        f"({self._vocab_file or 'list of %d tokens' % len(vocab)})")
-    self.vocab = vocab
+    self._set_vocab(vocab)
     vocab = _fit_for_wordpiece(vocab)
-    self.do_lower_case = bool(do_lower_case)
-    self.max_chars_per_word = int(max_chars_per_word)
-    self.unk_token = unk_token
-    self.unk_id = vocab_dict[unk_token]
-    self.output_type = tf.dtypes.as_dtype(output_type)
-    self.validate_utf8 = bool(validate_utf8)
+    self.do_lower_case, self.max_chars_per_word = bool(do_lower_case), int(max_chars_per_word)
+    self.unk_token, self.unk_id = unk_token, vocab_dict[unk_token]
+    self.output_type, self.validate_utf8 = tf.dtypes.as_dtype(output_type), bool(validate_utf8)
     self.parallel_chunks = max(1, int(parallel_chunks))
     self._patterns = patterns()
     # Fast path: tensorflow-text's end-to-end FastWordpieceTokenizer splits like google for
@@ -154,6 +151,10 @@ class TokenizerLayer(tf_keras.layers.Layer):
     self._lower_keys = tf.constant(keys, tf.int32) if keys else None
     self._lower_values = tf.constant(values, tf.int32) if keys else None
     self._lower_pattern = "(?s).*[" + "".join(f"\\x{{{k:X}}}" for k in keys) + "].*"
+
+  @tf.__internal__.tracking.no_automatic_dependency_tracking
+  def _set_vocab(self, vocab):  # untracked: Keras wraps a list item by item (0.1 s for 30k)
+    self.vocab = vocab
 
   def normalize(self, strings: tf.Tensor) -> tf.Tensor:
     """google's _clean_text (and lower-casing, accent stripping): string Tensor [batch_size]."""
@@ -294,8 +295,7 @@ class BertTokenizer:
     self.vocab_file = vocab_file
     self.vocab = load_vocab(vocab_file)
     self.inv_vocab = {v: k for k, v in self.vocab.items()}
-    self.do_lower_case = do_lower_case
-    self.max_chars_per_word = max_chars_per_word
+    self.do_lower_case, self.max_chars_per_word = do_lower_case, max_chars_per_word
     self.unk_token = unk_token
     if unk_token not in self.vocab:
       raise ValueError(f"{vocab_file}: unk_token {unk_token!r} is not in the vocabulary")

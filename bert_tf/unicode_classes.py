@@ -19,8 +19,9 @@ _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700,
 
 @functools.lru_cache(maxsize=None)
 def _categories() -> np.ndarray:
-  """Python's general category of every code point: str array [0x110000] (about 0.3 s)."""
-  return np.array([unicodedata.category(chr(cp)) for cp in range(sys.maxunicode + 1)])
+  """Python's general category of every code point: str array [0x110000] (about 0.15 s;
+  map and a fixed U2 dtype take half the time of a list comprehension and inferring it)."""
+  return np.array(list(map(unicodedata.category, map(chr, range(sys.maxunicode + 1)))), "U2")
 
 
 def _char_class(mask: np.ndarray) -> str:
