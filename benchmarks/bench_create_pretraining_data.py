@@ -10,9 +10,11 @@ in subprocesses (end to end: start-up, tokenization, instance creation, writing)
 default flags (max_seq_length 128, max_predictions_per_seq 20, dupe_factor 10), and also
 in-process without start-up (the reference's create_training_instances +
 write_instance_to_example_files against our create_pretraining_data with a tokenizer built
-beforehand and traced on both of its paths; num_workers 0 is automatic: one process for a
-small job like this one). Prints a Markdown table of documents/s and the ratio to the reference, by wall
-time and by CPU time (on a shared, loaded machine the CPU-time ratio is the steadier one; the
+beforehand and traced on both of its paths; num_workers 0 is automatic: one process when
+text x dupe_factor is under 32 MiB, every core above). --baseline=<checkout> also times
+another version of our script (a 'before' column) in the same interleaved --rounds.
+Prints a Markdown table of documents/s and the ratio to the reference, by wall time and
+by CPU time (on a shared, loaded machine the CPU-time ratio is the steadier one; the
 wall-time ratio is what a user waits, with our workers on every core).
 """
 import bert_tf  # noqa: F401  (first: selects Keras 2 before TensorFlow is imported)
@@ -35,10 +37,10 @@ def _children_cpu():
   return usage.ru_utime + usage.ru_stime
 
 
-def timed_script(args):
+def timed_script(args, cwd=REPO):
   """(wall seconds, CPU seconds of the script and its workers)."""
   start, cpu = time.perf_counter(), _children_cpu()
-  proc = subprocess.run([sys.executable] + args, capture_output=True, text=True, cwd=REPO,
+  proc = subprocess.run([sys.executable] + args, capture_output=True, text=True, cwd=cwd,
                         timeout=3600)
   if proc.returncode:
     sys.exit(proc.stderr[-3000:])
@@ -51,6 +53,10 @@ def main():
   parser.add_argument("--dupe_factor", type=int, default=10)
   parser.add_argument("--num_workers", type=int, default=0, help="ours; 0: all cores")
   parser.add_argument("--vocab", default="real", help="real, learned or a vocab.txt path")
+  parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of the scripts")
+  parser.add_argument("--baseline", help="another checkout of bert_tf (e.g. a git worktree of "
+                      "an older commit): its create_pretraining_data.py runs in the same rounds "
+                      "and its ratio to the reference is a 'before' column")
   args = parser.parse_args()
   from bench_tokenizer import vocab_for  # this directory is on sys.path (run as a script)
   # Heavy imports inside main(): our spawned workers re-import this module.
@@ -73,14 +79,26 @@ def main():
               "--max_seq_length=128", "--max_predictions_per_seq=20",
               f"--dupe_factor={args.dupe_factor}", "--random_seed=12345"]
     rows = []
-    t_ref, c_ref = timed_script(["-m", "official.nlp.data.create_pretraining_data",
-                                 f"--output_file={tmp}/ref.tfrecord"] + common)
-    t_ours, c_ours = timed_script(["create_pretraining_data.py", f"--output_file={tmp}/a.tfrecord,"
-                                   f"{tmp}/b.tfrecord", f"--num_workers={args.num_workers}"] + common)
-    rows.append(("scripts, end to end: wall time", len(docs) / t_ref, len(docs) / t_ours,
-                 t_ref / t_ours))
-    rows.append(("scripts, end to end: CPU time (all processes)", len(docs) / c_ref,
-                 len(docs) / c_ours, c_ref / c_ours))
+    scripts = {"reference": (["-m", "official.nlp.data.create_pretraining_data",
+                              f"--output_file={tmp}/ref.tfrecord"], REPO),
+               "ours": (["create_pretraining_data.py", f"--output_file={tmp}/a.tfrecord,"
+                         f"{tmp}/b.tfrecord", f"--num_workers={args.num_workers}"], REPO)}
+    if args.baseline:
+      scripts["baseline"] = (["create_pretraining_data.py", f"--output_file={tmp}/e.tfrecord,"
+                              f"{tmp}/f.tfrecord", f"--num_workers={args.num_workers}"],
+                             os.path.abspath(args.baseline))
+    # Interleaved rounds: the three scripts see the same load; times are summed over rounds.
+    wall, cpu = dict.fromkeys(scripts, 0.0), dict.fromkeys(scripts, 0.0)
+    for _ in range(args.rounds):
+      for name, (script, cwd) in scripts.items():
+        t, c = timed_script(script + common, cwd)
+        wall[name] += t
+        cpu[name] += c
+    n = len(docs) * args.rounds
+    for label, spent in (("wall time", wall), ("CPU time (all processes)", cpu)):
+      rows.append((f"scripts, end to end: {label}", n / spent["reference"], n / spent["ours"],
+                   spent["reference"] / spent["ours"],
+                   spent["reference"] / spent["baseline"] if args.baseline else None))
 
     # In process, without interpreter/TensorFlow start-up and tokenizer construction.
     ref_tok = reference_tokenization.FullTokenizer(vocab_file, do_lower_case=True)
@@ -101,9 +119,9 @@ def main():
     t_ours = time.perf_counter() - start
     c_ours = time.process_time() - cpu + _children_cpu() - workers_cpu
     rows.append(("in process, after start-up: wall time", len(docs) / t_ref, len(docs) / t_ours,
-                 t_ref / t_ours))
+                 t_ref / t_ours, None))
     rows.append(("in process, after start-up: CPU time", len(docs) / c_ref, len(docs) / c_ours,
-                 c_ref / c_ours))
+                 c_ref / c_ours, None))
   load = os.getloadavg()[0]
   print(f"\nmachine: {machine_line()}")
   print(f"vocab: {vocab_name}; {corpus_bytes:,} bytes of text")
@@ -111,10 +129,12 @@ def main():
         f"(reference) / {stats['instances']} (ours), dupe_factor {args.dupe_factor}, "
         f"{os.cpu_count()} CPU cores, ours with --num_workers={args.num_workers} "
         f"({stats['workers']} used)\n")
-  print("| measured | reference docs/s | bert_tf docs/s | ratio |")
-  print("|---|---:|---:|---:|")
-  for name, ref_rate, our_rate, ratio in rows:
-    print(f"| {name} | {ref_rate:,.1f} | {our_rate:,.1f} | {ratio:.1f}x |")
+  before = " baseline ratio |" if args.baseline else ""
+  print(f"| measured | reference docs/s | bert_tf docs/s | ratio |{before}")
+  print("|---|---:|---:|---:|" + ("---:|" if args.baseline else ""))
+  for name, ref_rate, our_rate, ratio, base in rows:
+    extra = "" if not args.baseline else " — |" if base is None else f" {base:.1f}x |"
+    print(f"| {name} | {ref_rate:,.1f} | {our_rate:,.1f} | {ratio:.1f}x |{extra}")
 
 
 if __name__ == "__main__":
