@@ -2,7 +2,8 @@
 4 stages, and 1f1b on 2 stages of 2 data-parallel ranks each with --recompute=full (blocks
 recomputed in each stage's backward, on its device), equal single-device training without
 recompute with m accumulation micro-batches (the schedules' orders for other p and m:
-test_pipeline_schedule); 2bw equals a sequential W(t+1) = W(t) - v grad f(W(t-1)) loop with
+test_pipeline_schedule), with every layer's forward and backward ops and every variable's
+update on its stage's device in the traced step; 2bw equals a sequential W(t+1) = W(t) - v grad f(W(t-1)) loop with
 the same optimizer and resumes exactly, on 2 stages and on 2 stages x 2 ranks, and learns; a
 pipeline checkpoint loads into a single-device pretrainer and a classifier's encoder; fp16
 equals one device under the same policy, and an overflow in one stage skips the step on every
@@ -122,18 +123,49 @@ def test_flush_schedules_equal_accumulation(tmp_path, reference, layout, schedul
                 for i in layers}
     assert softmax_placement(trainer) == expected
   if layout is FOUR and schedule == "1f1b":
+    check_stage_work_placement(trainer)
     checkpoint_loads_into_single_device_models(trainer, tmp_path)
+
+
+def traced_ops(trainer):
+  """Every op of the traced training loop (its one trace: the same signature does not
+  retrace), the while loop's body included."""
+  loop = trainer.compiled_train_loop()
+  graph = loop.function.get_concrete_function(iter(trainer.distributed_train_dataset(0)),
+                                              tf.constant(2)).graph.as_graph_def()
+  return list(graph.node) + [n for f in graph.library.function for n in f.node_def]
 
 
 def softmax_placement(trainer):
   """(layer, device) -> Softmax ops (that layer's attention probabilities) in the traced
   training loop: forward, and under full recompute again in the backward."""
-  loop = trainer.compiled_train_loop()   # its one trace (the same signature: no retrace)
-  graph = loop.function.get_concrete_function(iter(trainer.distributed_train_dataset(0)),
-                                              tf.constant(2)).graph.as_graph_def()
-  nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
-  found = [(re.search(r"layer_\d+", n.name), n.device[-5:]) for n in nodes if n.op == "Softmax"]
+  found = [(re.search(r"layer_\d+", n.name), n.device[-5:]) for n in traced_ops(trainer)
+           if n.op == "Softmax"]
   return collections.Counter((layer.group(0), device) for layer, device in found if layer)
+
+
+def check_stage_work_placement(trainer):
+  """In the traced step, every placed op of layer i (forward and the tape's backward) is on
+  its stage's device, and each variable's optimizer update (tf_keras's update_k scope) on the
+  device of the variable's stage: nothing falls back to device 0."""
+  ops = [n for n in traced_ops(trainer) if n.device]
+  stage_device = [d[-5:] for d in trainer.stage_devices]
+  layer_device = {f"layer_{i}": stage_device[s] for s, layout in enumerate(trainer.layouts)
+                  for i in layout.layers}
+  placed = collections.defaultdict(set)
+  for n in ops:
+    layer = re.search(r"layer_\d+", n.name)
+    if layer:
+      placed[(layer.group(0), n.name.startswith("gradient_tape/"))].add(n.device[-5:])
+  assert placed == {(layer, backward): {device} for layer, device in layer_device.items()
+                    for backward in (False, True)}
+  updates = collections.defaultdict(set)
+  for n in ops:
+    scope = re.match(r"(.*/update(?:_\d+)?)/", n.name)
+    if scope:
+      updates[scope.group(1)].add(n.device[-5:])
+  assert sorted(tuple(d) for d in updates.values()) == sorted(
+      (stage_device[s],) for s, vs in enumerate(trainer.staged.variables) for _ in vs)
 
 
 def checkpoint_loads_into_single_device_models(trainer, output_dir):
