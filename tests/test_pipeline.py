@@ -3,19 +3,22 @@
 recomputed in each stage's backward, on its device), equal single-device training without
 recompute with m accumulation micro-batches (the schedules' orders for other p and m:
 test_pipeline_schedule), with every layer's forward and backward ops and every variable's
-update on its stage's device in the traced step; 2bw equals a sequential W(t+1) = W(t) - v grad f(W(t-1)) loop with
-the same optimizer and resumes exactly, on 2 stages and on 2 stages x 2 ranks, and learns; a
-pipeline checkpoint loads into a single-device pretrainer and a classifier's encoder; fp16
+update on its stage's device in the traced step; 2bw equals a sequential W(t+1) = W(t) -
+v grad f(W(t-1)) loop with the same optimizer, on 2 stages (across a SIGTERM
+checkpoint-and-exit and resume) and on 2 stages x 2 ranks, and learns; a pipeline checkpoint
+loads into a single-device pretrainer and a classifier's encoder; fp16 (gpipe on 2 stages)
 equals one device under the same policy, and an overflow in one stage skips the step on every
 stage.
 
 Tiny odd-sized config (3 layers, hidden 32, vocab 99, sequence 16), dropout 0, fp32 unless
-said. The test process has 2 logical CPU devices (conftest): 4-stage layouts put stages 0 and 2 on CPU:0 and 1
-and 3 on CPU:1, and 2 stages x 2 ranks put each stage's two replicas on different devices
-(four tapes, four optimizers, the 4-stage schedule; only the devices repeat).
+said. The test process has 2 logical CPU devices (conftest): 4-stage layouts put stages 0 and
+2 on CPU:0 and 1 and 3 on CPU:1, and 2 stages x 2 ranks put each stage's two replicas on
+different devices (four tapes, four optimizers, the 4-stage schedule; only the devices repeat).
 """
 import collections
+import os
 import re
+import signal
 
 import numpy as np
 import pytest
@@ -24,6 +27,7 @@ import tf_keras
 
 from bert_tf import checkpoints, distribution, optimization
 from bert_tf.configs import TrainConfig
+from bert_tf.fault_tolerance import Preempted
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
 from bert_tf.pipeline import conf as conf_lib
 from bert_tf.pipeline.engine import PipelineStep
@@ -230,10 +234,24 @@ def two_bw_reference(steps, m):
 
 
 def test_2bw_equals_the_delayed_update_across_a_resume(tmp_path, reference):
-  """m = p = 2, two steps per graph (no flush between them), interrupted after 2 of 4 steps and
-  resumed: the stash W(t-1) must come back from the checkpoint for the next step to be right."""
-  pipeline(tmp_path, TWO, "2bw", m=2, steps_per_call=2, stop_after=2)
-  resumed = pipeline(tmp_path, TWO, "2bw", m=2, steps_per_call=2)
+  """m = p = 2, two steps per graph (no flush between them), stopped by a real SIGTERM during
+  the first loop call (the engine's TerminationGuard in pipeline mode: it saves at step 2,
+  where no save is scheduled, and raises Preempted) and resumed: the stash W(t-1) must come
+  back from the checkpoint for the next step to be right."""
+  overrides = dict(save_checkpoints_steps=STEPS)   # no scheduled save before the last step
+  first = build(tmp_path, TWO, "2bw", m=2, overrides=overrides, steps_per_call=2)
+  loop = first.compiled_train_loop()
+
+  def signalled(iterator, num_steps):   # a scheduler's SIGTERM, while the first call runs
+    os.kill(os.getpid(), signal.SIGTERM)
+    return loop(iterator, num_steps)
+
+  first._loop = signalled  # pylint: disable=protected-access
+  with pytest.raises(Preempted) as stopped:
+    first.train()
+  assert stopped.value.code == 143 and stopped.value.step == 2
+  assert os.path.basename(tf.train.latest_checkpoint(str(tmp_path))) == "ckpt-2"
+  resumed = pipeline(tmp_path, TWO, "2bw", m=2, steps_per_call=2, overrides=overrides)
   diff = max_diff(weights(resumed.model), two_bw_reference(STEPS, m=2))
   print(f"2bw on 2 stages, resumed: max |w - w_ref(delayed)| = {diff:.2e}")
   assert diff <= 1e-6
