@@ -69,6 +69,31 @@ class LAMB(lamb.LAMB):
       coefficients["beta_1_power"] = tf.zeros([], var_dtype)
       coefficients["beta_2_power"] = tf.zeros([], var_dtype)
 
+  def _resource_apply_dense(self, grad, var, apply_state=None):
+    name = self._get_variable_name(var.name)
+    if self.bias_correction or self._do_layer_adaptation(name):
+      return super()._resource_apply_dense(grad, var, apply_state)
+    # google's AdamWeightDecay (and LAMB's uncorrected, unadapted variables) in one fused
+    # kernel: ResourceApplyAdam with beta powers 0 is m/(sqrt(v)+eps) scaled by lr, in one pass
+    # over var, m, v and grad where Model Garden's element-wise ops make about a dozen (BERT-Mini
+    # has 11M parameters, 7.8M of them the word embeddings). With bias correction it would move
+    # epsilon inside the correction, so the corrected path stays Model Garden's.
+    coefficients = ((apply_state or {}).get((var.device, var.dtype.base_dtype))
+                    or self._fallback_apply_state(var.device, var.dtype.base_dtype))
+    lr = coefficients["lr_t"]
+    decay = []
+    if self._do_use_weight_decay(name):
+      # w -= lr * (adam + wd * w): the Adam part does not read w, so the decay of the old w can
+      # be subtracted first.
+      decay = [var.assign_sub(var * (lr * coefficients["weight_decay_rate"]),
+                              use_locking=self._use_locking)]
+    with tf.control_dependencies(decay):
+      return tf.raw_ops.ResourceApplyAdam(
+          var=var.handle, m=self.get_slot(var, "m").handle, v=self.get_slot(var, "v").handle,
+          beta1_power=coefficients["beta_1_power"], beta2_power=coefficients["beta_2_power"],
+          lr=lr, beta1=coefficients["beta_1_t"], beta2=coefficients["beta_2_t"],
+          epsilon=coefficients["epsilon"], grad=grad, use_locking=self._use_locking)
+
   def get_config(self):
     return {**super().get_config(), "bias_correction": self.bias_correction}
 
