@@ -11,7 +11,7 @@ default flags (max_seq_length 128, max_predictions_per_seq 20, dupe_factor 10), 
 in-process without start-up (the reference's create_training_instances +
 write_instance_to_example_files against our create_pretraining_data with a tokenizer built
 beforehand and traced on both of its paths; num_workers 0 is automatic: one process when
-text x dupe_factor is under 32 MiB, every core above). --baseline=<checkout> also times
+text x dupe_factor is under 128 MiB, every core above). --baseline=<checkout> also times
 another version of our script (a 'before' column) in the same interleaved --rounds.
 Prints a Markdown table of documents/s and the ratio to the reference, by wall time and
 by CPU time (on a shared, loaded machine the CPU-time ratio is the steadier one; the

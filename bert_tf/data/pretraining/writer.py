@@ -127,6 +127,11 @@ def _processed(chunks: Iterable[tuple[int, list]], context: PretrainingContext,
   pool = concurrent.futures.ProcessPoolExecutor(
       num_workers, mp_context=multiprocessing.get_context("spawn"),
       initializer=_init_worker, initargs=(context,))
+  # The pool starts a worker per task submitted while none is idle: one trivial task each
+  # starts them all now, so their start-up (over a second of wall time on a busy machine)
+  # overlaps the tokenization of the first chunk rather than following it.
+  for _ in range(num_workers):
+    pool.submit(int)
   try:
     yield _bounded_map(pool, _process_in_worker, tasks, 2 * num_workers), parts
   finally:
@@ -152,10 +157,12 @@ def _write_round_robin(results, parts_per_chunk: int, writers: list, random_seed
     logging.info("wrote %d instances from %d documents", stats["instances"], stats["documents"])
 
 
-# Below this much text x dupe_factor, num_workers=0 runs in this process: a spawned worker
-# costs about 0.6 s of CPU (Python, numpy, the vocabulary) and more of wall time on a busy
-# machine, while 1 MB of text x 10 dupe rounds takes about 1.2 s of CPU here in all.
-_SMALL_WORK_BYTES = 32 << 20
+# Below this much text x dupe_factor, num_workers=0 runs in this process. Workers cost CPU
+# (start-up, pickling the documents out and every record back) that only a large job earns
+# back in wall time: 7.1 MB x 10 dupe rounds took 8.7 s of CPU and 23 s of wall time in one
+# process, 11.0 s and 29-40 s with two workers (2 cores, load 9-10); idle, two workers would
+# save at most the half of the ~2.5 s of instance work they share.
+_SMALL_WORK_BYTES = 128 << 20
 
 
 def _auto_workers(input_files: Sequence[str], config: PretrainingDataConfig) -> int:
