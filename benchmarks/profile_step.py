@@ -29,10 +29,14 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from bert_tf.tools.machine import machine_line
 
 # What an op belongs to, from its name scope (first match wins; ours and Model Garden's names).
+# Our cross-entropy (bert_tf.modeling.losses) runs unscoped: its vocabulary-wide softmax, argmax
+# and scatter are matched by op type.
 ROLES = (("optimizer", r"AdamWeightDecay|LAMB"), ("clip / global norm", r"global_norm"),
          ("dropout", r"dropout"), ("GELU", r"Gelu|gelu"), ("LayerNorm", r"layer_norm|LayerNorm"),
-         ("MLM cross-entropy", r"SparseSoftmaxCrossEntropy|cross_entropy"),
-         ("attention softmax", r"[Ss]oftmax"), ("embedding lookup", r"embedding"))
+         ("attention softmax", r"attention.*[Ss]oftmax"),
+         ("MLM cross-entropy", r"SparseSoftmaxCrossEntropy|cross_entropy|:_?(Mkl)?Softmax$|"
+                               r":ArgMax$|:TensorScatterSub$"),
+         ("embedding lookup", r"embedding"))
 
 
 def role(op_name: str) -> str:
