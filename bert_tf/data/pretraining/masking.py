@@ -164,11 +164,13 @@ def _assemble(batch, context: PretrainingContext, seq: int):
   if len(lengths) and lengths.max() > seq:
     raise AssertionError(f"instance of {lengths.max()} tokens exceeds max_seq_length {seq}")
   col = np.arange(seq)
-  in_a = (col >= 1) & (col <= la[:, None])
-  b_col = col - (la[:, None] + 2)  # position within tokens_b
-  in_b = (b_col >= 0) & (b_col < lb[:, None])
-  index = np.where(in_a, a0[:, None] + col - 1, np.where(in_b, b0[:, None] + b_col, 0))
-  tokens = np.where(in_a | in_b, batch.tokens[index] if len(batch.tokens) else 0, 0)
+  # Column c holds laid-out token c + start: a's from column 1, b's from column la + 2. One
+  # gather, then [CLS], the two [SEP]s and the padding written over (fewer [n, seq]
+  # temporaries than selecting a's and b's columns apart: 0.06 -> 0.04 s for 42k).
+  start = np.where(col <= la[:, None], (a0 - 1)[:, None], (b0 - la - 2)[:, None])
+  source = batch.tokens if len(batch.tokens) else np.zeros(1, np.int64)
+  tokens = source.take(np.clip(col + start, 0, len(source) - 1))
+  tokens[col >= lengths[:, None]] = 0
   tokens[:, 0] = context.cls_id
   rows = np.arange(len(lengths))
   tokens[rows, la + 1] = context.sep_id
