@@ -349,6 +349,17 @@ def test_fast_shuffle_is_random_shuffle(n):
   assert a == b and r1.random() == r2.random()
 
 
+@pytest.mark.unit
+def test_inlined_randint_is_rng_randint():
+  """instances._randint (randint with _randbelow inlined) returns rng.randint's numbers and
+  consumes the same random stream: exact_reference_rng relies on it."""
+  from bert_tf.data.pretraining import instances
+  r1, r2 = random.Random(3), random.Random(3)
+  for low, high in [(0, 0), (0, 1), (2, 125), (1, 7), (0, 3979)] * 40:
+    assert r1.randint(low, high) == instances._randint(r2.getrandbits, low, high)
+  assert r1.random() == r2.random()
+
+
 def _tiny_context(**config):
   tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "##b", "c", "##d"]
   tokenizer = types.SimpleNamespace(vocab={t: i for i, t in enumerate(tokens)},
