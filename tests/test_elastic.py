@@ -180,8 +180,9 @@ def test_committed_state_holds_optimizer_slots_counters_and_fp16_loss_scale(tmp_
   from bert_tf.testing import builders
   from bert_tf.training import elastic
   try:
+    # The slots exist from the start (Engine.build_optimizer), before any step: what every
+    # rank, a late one too, broadcasts.
     trainer = builders.pretrainer(str(tmp_path), dtype="fp16")
-    elastic._build_slots(trainer)  # pylint: disable=protected-access
     names = {v.name for v in elastic.committed_variables(trainer)}
   finally:
     precision.set_policy("fp32")

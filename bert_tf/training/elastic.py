@@ -247,13 +247,6 @@ class ElasticTrainer:
     return t.current_step()
 
 
-def _build_slots(trainer):
-  """Optimizer slots before the first step, so every rank (a late one too) holds the same
-  variables to broadcast."""
-  inner = trainer.inner_optimizer
-  inner._create_all_weights(trainer.model.trainable_variables)  # pylint: disable=protected-access
-
-
 def committed_variables(trainer) -> list:
   """Model, optimizer (slots, iterations), step counters and, for fp16, the loss scale and
   its good-steps counter (not in ``optimizer.variables()``)."""
@@ -279,7 +272,8 @@ def train(trainer, commit_steps: int, init_checkpoint=None) -> int:
   # reads the whole stream, so its --skip_* counts are the job's (not summed over ranks).
   reporting.hold_records()
   reporting.every_worker_reads_all_input()
-  _build_slots(trainer)
+  # The optimizer's slots exist already (Engine.build_optimizer): every rank, a late one
+  # too, holds the same variables to broadcast.
   trainer.restore(init_checkpoint)
   state = _make_state(committed_variables(trainer), trainer.global_step, elastic.on_restore)
 

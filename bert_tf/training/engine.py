@@ -99,6 +99,11 @@ class Engine:
       self.optimizer = precision.wrap_optimizer(
           optimization.create_optimizer(optimizer_config), cfg.dtype,
           initial_scale=cfg.initial_loss_scale)
+      # Slots now, not in the first step: a tf.function whose first call creates variables is
+      # traced twice (once creating them, once without), doubling the first step's start-up.
+      # Also gives every rank the same variables before any broadcast (elastic, Horovod).
+      self.inner_optimizer._create_all_weights(  # pylint: disable=protected-access
+          self.model.trainable_variables)
     self.checkpoints = CheckpointWriter(self.runtime, self.checkpoint_manager(), cfg.output_dir)
     # One guard per trainer: under MultiWorkerMirrored it holds TensorFlow's handler.
     self.termination = TerminationGuard(self.checkpoints, self.current_step)
