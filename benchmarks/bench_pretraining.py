@@ -10,8 +10,8 @@ process and one run:
     strategy's distributed iterator (``bert_tf.tools.probe``);
   * Model Garden: ``BertPretrainerV2`` + ``BertEncoderV2`` with the same config (NSP head as in
     Model Garden's BERT pretraining config), MLM + NSP losses as its ``MaskedLMTask``, global
-    norm clipping 1.0 and its ``AdamWeightDecay``, one train step per ``tf.function`` call
-    (``--mg_steps_per_call`` to loop it as well);
+    norm clipping 1.0 and its ``AdamWeightDecay``, as many train steps per ``tf.function``
+    call as ours, as its Orbit loop would run them (``--mg_steps_per_call`` to change it);
   * the machine's ``tf.matmul`` peak: 2048 x 2048 float32.
 
 The contenders run interleaved (peak, ours, Model Garden, then the next round in the other
@@ -219,7 +219,7 @@ def bench_model(name: str, args, peak: MatmulPeak) -> dict:
     ours = Ours(config, batch, examples, steps, args.xla, tmp)
     # Model Garden builds under the policy our Pretrainer set (float32); build it second so
     # the global seed and policy stay as the Pretrainer left them.
-    mg = ModelGarden(config, batch, examples, steps, args.mg_steps_per_call)
+    mg = ModelGarden(config, batch, examples, steps, args.mg_steps_per_call or steps)
     for contender in (ours, mg, ours, mg):  # warm-up: tracing and first calls excluded
       contender.run()
     times = {"ours": [], "mg": [], "peak": []}
@@ -256,8 +256,8 @@ def main(argv=None):
   parser.add_argument("--dropout", type=float, default=0.1,
                       help="hidden and attention dropout of both models (BERT's 0.1)")
   parser.add_argument("--xla", action="store_true", help="our loop with jit_compile=True")
-  parser.add_argument("--mg_steps_per_call", type=int, default=1,
-                      help="Model Garden steps per tf.function call (1: one step per call)")
+  parser.add_argument("--mg_steps_per_call", type=int, default=0,
+                      help="Model Garden steps per tf.function call (0: as many as ours)")
   parser.add_argument("--json_out", default="", help=argparse.SUPPRESS)  # one model, child run
   args = parser.parse_args(argv)
   names = [name.strip() for name in args.models.split(",")]
