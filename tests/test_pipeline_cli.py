@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf.testing import launch
-from bert_tf.testing.files import write_pretraining_records
+from bert_tf.testing.files import read_metrics, write_pretraining_records
 from bert_tf.testing.launch import run_script
 from bert_tf.testing.synthetic import pretraining_features
 from bert_tf.testing.tiny import tiny_config
@@ -58,6 +58,11 @@ def test_conf_json_1f1b_train_and_eval(single_process):
   assert saved["module_to_stage_map"] == [0, 1, 1] and saved["num_microbatches"] == 4
   assert os.path.exists(out / f"ckpt-{STEPS}.index")
   assert os.path.exists(out / "eval_results.txt")
+  # The engine's logging in pipeline mode: steps/s (after the traced first call) and the
+  # per-stage timing line.
+  rows = read_metrics(out / "train_metrics.jsonl")
+  assert rows[-1]["step"] == STEPS and rows[-1]["steps_per_sec"] > 0, rows[-1]
+  assert "pipeline stage times over" in log and "stage 1: F " in log
 
 
 def _model_weights(prefix):
@@ -73,7 +78,7 @@ def _cluster(args, log_dir):
 
 @pytest.mark.distributed
 def test_two_processes_killed_and_relaunched_equal_one_process(single_process):
-  """One stage per process; the stage process is killed once step 2's checkpoint exists: the
+  """One stage per process; the stage process is killed once step 2's checkpoint is saved: the
   client exits non-zero within 120 s; relaunching both resumes from the newest checkpoint and
   ends on the single-process run's final checkpoint, bitwise."""
   tmp_path, _ = single_process
@@ -82,7 +87,9 @@ def test_two_processes_killed_and_relaunched_equal_one_process(single_process):
   procs = _cluster(args, tmp_path)
   try:
     deadline = time.monotonic() + 300
-    while not (out / "ckpt-2.index").exists():
+    # The state file names a checkpoint once its save is complete (ckpt-2.index alone can
+    # exist while the save still needs the stage process).
+    while not tf.train.latest_checkpoint(str(out)):
       assert time.monotonic() < deadline and procs[0].poll() is None, launch.read_log(tmp_path, 0)
       time.sleep(0.05)
     procs[1].kill()
