@@ -31,7 +31,7 @@ def define_create_pretraining_data_flags(fv=absl_flags.FLAGS) -> None:
                           "than the maximum length.", flag_values=fv)
   absl_flags.DEFINE_integer("num_workers", 0, "Worker processes for instance creation "
                             "(0: automatic: this process alone when the text x dupe_factor is "
-                            "under 32 MiB, where spawning workers costs more than the job; "
+                            "under 128 MiB, where spawning workers costs more than the job; "
                             "otherwise all cores).", flag_values=fv)
   absl_flags.DEFINE_integer("documents_per_chunk", 20000, "Documents processed together "
                             "(memory bound; random next sentences come from the same chunk). "
