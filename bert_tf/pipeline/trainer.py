@@ -129,11 +129,16 @@ class PipelineMixin:
     # fp16: every stage's optimizer is a LossScaleOptimizer. The copies of the scale move
     # together: every stage sees the same global finiteness (engine.PipelineStep._update).
     self.stage_optimizers = []
-    for device in self.stage_devices:
+    for s, device in enumerate(self.stage_devices):
       with tf.device(device):
-        self.stage_optimizers.append(precision.wrap_optimizer(
-            optimization.create_optimizer(optimizer_config), self.config.dtype,
-            initial_scale=self.config.initial_loss_scale))
+        opt = precision.wrap_optimizer(optimization.create_optimizer(optimizer_config),
+                                       self.config.dtype,
+                                       initial_scale=self.config.initial_loss_scale)
+        # Slots now, on the stage's device (as Engine.build_optimizer): created in the first
+        # call, they would make the step's tf.function trace twice.
+        inner = opt.inner_optimizer if self.loss_scaling else opt
+        inner._create_all_weights(self.staged.variables[s])  # pylint: disable=protected-access
+        self.stage_optimizers.append(opt)
     if self.loss_scaling:   # the last stage scales the loss for all (tf_keras would warn)
       for opt in self.stage_optimizers:
         opt._loss_has_been_scaled = True  # pylint: disable=protected-access
