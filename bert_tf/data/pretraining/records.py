@@ -4,7 +4,8 @@ TensorFlow import).
 The bytes hold, field for field, what ``tf.train.Example(...).SerializeToString()`` holds
 (tested by parsing both), with google's feature names and dtypes. They are assembled from
 pieces precomputed per length (``RecordSerializer``), as building proto objects cost more
-than the rest of instance creation. Both masking paths end in ``RecordSerializer.record``.
+than the rest of instance creation. Both masking paths end in
+``RecordSerializer.serialize_batch``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import struct
 import numpy as np
 
 from bert_tf.data.pretraining.context import PretrainingContext
+from bert_tf.data.pretraining.masking import MaskedBatch
 
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
                  "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
@@ -43,14 +45,6 @@ def _entry_header(name: bytes, payload_len: int, float_list: bool = False) -> by
   return b"\x0a" + varint(len(entry) + payload_len) + entry
 
 
-class _Headers(dict):
-  """(name, payload length) -> entry header, computed once each."""
-
-  def __missing__(self, key):
-    value = self[key] = _entry_header(*key)
-    return value
-
-
 class RecordSerializer:
   """Serialized tf.train.Examples of one record shape, from varint-encoded token ids.
 
@@ -65,22 +59,18 @@ class RecordSerializer:
   def __init__(self, max_seq_length: int, max_predictions_per_seq: int, max_id: int):
     self.max_seq_length, self.max_predictions_per_seq = max_seq_length, max_predictions_per_seq
     seq, preds = max_seq_length, max_predictions_per_seq
-    self._varints = [varint(i) for i in range(max(max_id, seq) + 1)]
-    self._zeros = [b"\x00" * i for i in range(seq + 1)]
-    self._ones = [b"\x01" * i for i in range(seq + 1)]
-    self._headers = _Headers()
-    self._mask = [_entry_header(b"input_mask", seq) + self._ones[n] + self._zeros[seq - n]
-                  for n in range(seq + 1)]
-    self._segment_header = _entry_header(b"segment_ids", seq)
-    self._weights = [_entry_header(b"masked_lm_weights", 4 * preds, True) + _ONE_F * k +
-                     _ZERO_F * (preds - k) for k in range(preds + 1)]
-    self._nsp = [_entry_header(b"next_sentence_labels", 1) + bytes([v]) for v in (0, 1)]
-    # The same pieces as byte tables for serialize_batch, which assembles a whole batch of
-    # records with numpy gathers: [rows, widest] uint8, zero-padded, and each row's length.
+    ones, zeros = b"\x01", b"\x00"
+    # The pieces of a record that depend only on lengths, as byte tables for serialize_batch,
+    # which assembles a whole batch of records with numpy gathers: [rows, widest] uint8,
+    # zero-padded, and each row's length.
     self._tables = {
-        "varint": _varint_table(self._varints),
-        "mask": _padded(self._mask), "weights": _padded(self._weights), "nsp": _padded(self._nsp),
-        "segment": _padded([self._segment_header]),
+        "varint": _varint_table([varint(i) for i in range(max(max_id, seq) + 1)]),
+        "mask": _padded([_entry_header(b"input_mask", seq) + ones * n + zeros * (seq - n)
+                         for n in range(seq + 1)]),
+        "weights": _padded([_entry_header(b"masked_lm_weights", 4 * preds, True) + _ONE_F * k +
+                            _ZERO_F * (preds - k) for k in range(preds + 1)]),
+        "nsp": _padded([_entry_header(b"next_sentence_labels", 1) + bytes([v]) for v in (0, 1)]),
+        "segment": _padded([_entry_header(b"segment_ids", seq)]),
         **{name: _padded([_entry_header(name.encode(), size) for size in range(4 * width + 1)])
            for name, width in (("input_ids", seq), ("masked_lm_positions", preds),
                                ("masked_lm_ids", preds))}}
@@ -91,49 +81,30 @@ class RecordSerializer:
     return cls(context.config.max_seq_length, context.config.max_predictions_per_seq,
                max(context.vocab_ids))
 
-  def record(self, ids: bytes, length: int, num_b: int, positions: bytes, labels: bytes,
-             num_predictions: int, is_random_next: bool) -> bytes:
-    """One serialized tf.train.Example with google's features.
-
-    Args:
-      ids: varints of the max_seq_length input ids (padding included).
-      length: real tokens; num_b: of them, the segment-b tail ([SEP] included).
-      positions, labels: varints of the max_predictions_per_seq masked positions and their
-        original ids (padding included).
-      num_predictions: real masked positions (their masked_lm_weights are 1).
-      is_random_next: the next-sentence label.
-    """
-    zeros, headers = self._zeros, self._headers
-    body = b"".join((
-        headers[b"input_ids", len(ids)], ids,
-        self._mask[length],
-        self._segment_header, zeros[length - num_b], self._ones[num_b],
-        zeros[self.max_seq_length - length],
-        headers[b"masked_lm_positions", len(positions)], positions,
-        headers[b"masked_lm_ids", len(labels)], labels,
-        self._weights[num_predictions],
-        self._nsp[1 if is_random_next else 0],
-    ))
-    return b"\x0a" + varint(len(body)) + body
+  def serialize_instances(self, instances) -> list[bytes]:
+    """Masked ``TrainingInstance``s (the exact path's) -> their records (padded), through
+    ``serialize_batch``: the two masking paths share one serializer."""
+    seq, preds, n = self.max_seq_length, self.max_predictions_per_seq, len(instances)
+    ids, positions, labels = (np.zeros([n, width], np.int64) for width in (seq, preds, preds))
+    for i, inst in enumerate(instances):
+      length, k = len(inst.tokens), len(inst.masked_lm_positions)
+      if length > seq or k > preds:
+        raise AssertionError(f"instance of {length} tokens / {k} predictions exceeds "
+                             f"max_seq_length {seq} / max_predictions_per_seq {preds}")
+      ids[i, :length], positions[i, :k], labels[i, :k] = (
+          inst.tokens, inst.masked_lm_positions, inst.masked_lm_labels)
+    return self.serialize_batch(MaskedBatch(
+        ids, [len(inst.tokens) for inst in instances],
+        [sum(inst.segment_ids) for inst in instances], positions, labels,
+        [len(inst.masked_lm_positions) for inst in instances],
+        [inst.is_random_next for inst in instances])) if n else []
 
   def serialize_instance(self, inst) -> bytes:
-    """A masked ``TrainingInstance`` -> its record (padded)."""
-    seq, preds = self.max_seq_length, self.max_predictions_per_seq
-    n, k = len(inst.tokens), len(inst.masked_lm_positions)
-    if n > seq or k > preds:
-      raise AssertionError(f"instance of {n} tokens / {k} predictions exceeds "
-                           f"max_seq_length {seq} / max_predictions_per_seq {preds}")
-    varints, zeros = self._varints, self._zeros
-    encode = varints.__getitem__
-    ids = b"".join(map(encode, inst.tokens)) + zeros[seq - n]
-    positions = b"".join([varints[p] if p < len(varints) else varint(p)
-                          for p in inst.masked_lm_positions]) + zeros[preds - k]
-    labels = b"".join(map(encode, inst.masked_lm_labels)) + zeros[preds - k]
-    return self.record(ids, n, sum(inst.segment_ids), positions, labels, k,
-                       inst.is_random_next)
+    """One masked ``TrainingInstance`` -> its record."""
+    return self.serialize_instances([inst])[0]
 
   def serialize_batch(self, batch) -> list[bytes]:
-    """A ``masking.MaskedBatch`` -> its records, in order (the bytes ``record`` makes)."""
+    """A ``masking.MaskedBatch`` -> its records, in order."""
     t = self._tables
     lengths, counts = np.asarray(batch.lengths), np.asarray(batch.counts)
     rows, seq = len(lengths), self.max_seq_length

@@ -56,7 +56,7 @@ def process_task(task: ChunkTask, context: PretrainingContext, serializer: Recor
   try:
     if context.config.exact_reference_rng:
       instances = create_instances(task.documents, rng, task.rounds, context)
-      return task.chunk_index, [serializer.serialize_instance(inst) for inst in instances]
+      return task.chunk_index, serializer.serialize_instances(instances)
     spans = create_spans(task.documents, rng, task.rounds, context)
     gen = np.random.default_rng(rng.getrandbits(64))
     return task.chunk_index, [
