@@ -1,6 +1,7 @@
 """create_pretraining_data throughput: ours vs Model Garden's reference script, same text/vocab.
 
   python benchmarks/bench_create_pretraining_data.py [--copies=20] [--dupe_factor=10]
+      [--do_whole_word_mask]
 
 Text: the demo corpus (CPython's bundled documentation, bert_tf.data.demo.corpus)
 repeated ``--copies`` times. Vocab (--vocab, as in bench_tokenizer.py): "real" (default), the
@@ -54,6 +55,8 @@ def main():
   parser.add_argument("--num_workers", type=int, default=0, help="ours; 0: all cores")
   parser.add_argument("--vocab", default="real", help="real, learned or a vocab.txt path")
   parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of the scripts")
+  parser.add_argument("--do_whole_word_mask", action="store_true",
+                      help="whole-word masking on both sides (google's flag)")
   parser.add_argument("--baseline", help="another checkout of bert_tf (e.g. a git worktree of "
                       "an older commit): its create_pretraining_data.py runs in the same rounds "
                       "and its ratio to the reference is a 'before' column")
@@ -77,7 +80,8 @@ def main():
     vocab_name = vocab_for(args.vocab, vocab_file, [s for d in demo_corpus.demo_documents() for s in d])
     common = [f"--input_file={corpus}", f"--vocab_file={vocab_file}", "--do_lower_case",
               "--max_seq_length=128", "--max_predictions_per_seq=20",
-              f"--dupe_factor={args.dupe_factor}", "--random_seed=12345"]
+              f"--dupe_factor={args.dupe_factor}", "--random_seed=12345"] + (
+                  ["--do_whole_word_mask"] if args.do_whole_word_mask else [])
     rows = []
     scripts = {"reference": (["-m", "official.nlp.data.create_pretraining_data",
                               f"--output_file={tmp}/ref.tfrecord"], REPO),
@@ -105,14 +109,15 @@ def main():
     start, cpu = time.perf_counter(), time.process_time()
     instances = reference.create_training_instances(
         [corpus], ref_tok, reference.get_processor_text_fn(False, True), 128,
-        args.dupe_factor, 0.1, 0.15, 20, random.Random(12345))
+        args.dupe_factor, 0.1, 0.15, 20, random.Random(12345), args.do_whole_word_mask)
     reference.write_instance_to_example_files(instances, ref_tok, 128, 20,
                                               [f"{tmp}/ref2.tfrecord"], False, False)
     t_ref, c_ref = time.perf_counter() - start, time.process_time() - cpu
     ours_tok = tokenization.BertTokenizer(vocab_file)
     ours_tok.encode_batch(["warm up", "\u00e9"])  # both paths traced (see tokenization.py)
     config = pretraining.PretrainingDataConfig(dupe_factor=args.dupe_factor,
-                                               num_workers=args.num_workers)
+                                               num_workers=args.num_workers,
+                                               do_whole_word_mask=args.do_whole_word_mask)
     start, cpu, workers_cpu = time.perf_counter(), time.process_time(), _children_cpu()
     stats = pretraining.create_pretraining_data([corpus], [f"{tmp}/c.tfrecord", f"{tmp}/d.tfrecord"],
                                                 ours_tok, config)
@@ -128,7 +133,8 @@ def main():
   print(f"load average {load:.1f} during the run; {len(docs)} documents, {sum(map(len, docs))} sentences, {len(instances)} instances "
         f"(reference) / {stats['instances']} (ours), dupe_factor {args.dupe_factor}, "
         f"{os.cpu_count()} CPU cores, ours with --num_workers={args.num_workers} "
-        f"({stats['workers']} used)\n")
+        f"({stats['workers']} used), whole-word masking "
+        f"{'on' if args.do_whole_word_mask else 'off'}\n")
   before = " baseline ratio |" if args.baseline else ""
   print(f"| measured | reference docs/s | bert_tf docs/s | ratio |{before}")
   print("|---|---:|---:|---:|" + ("---:|" if args.baseline else ""))

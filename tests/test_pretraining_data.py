@@ -432,3 +432,40 @@ def test_worker_side_modules_do_not_import_tensorflow():
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                         timeout=120, cwd=REPO)
   assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-3000:]
+
+
+@pytest.mark.unit
+def test_whole_word_masking_follows_googles_algorithm():
+  """The fast path's whole-word choice (all rows at once) against Model Garden's
+  create_masked_lm_predictions on one instance drawn many times: only whole words (a ## piece
+  after [CLS]/[SEP] starting one), never more than the budget, no skipped word that would
+  still fit, and each position masked as often as the reference masks it."""
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "##b", "c", "##d", "e"]
+  words = ("[CLS] ##b a ##b ##b c e ##d ##d ##d a c ##b e e ##d [SEP] ##d c ##b ##b ##b ##b e "
+           "a ##d a [SEP]").split()
+  ids = np.array([vocab.index(w) for w in words])
+  is_subword = np.array([w.startswith("##") for w in vocab])
+  draws, seq = 4000, len(words) + 3  # padding after the last [SEP]
+  tokens = np.zeros([draws, seq], np.int64)
+  tokens[:, :len(words)] = ids
+  candidate = (np.arange(seq) < len(words)) & ~np.isin(tokens, [2, 3])
+  budget = min(PREDS, max(1, round(len(words) * 0.15)))  # 4: words of 1-5 pieces compete
+  chosen = masking._whole_word_choices(tokens, candidate, np.full(draws, budget),
+                                       np.random.default_rng(0), is_subword)
+  grams = reference._tokens_to_grams(words)
+  assert [g.end - g.begin for g in grams] == [1, 3, 1, 4, 1, 2, 1, 2, 1, 5, 1, 2, 1]
+  for row in chosen:
+    taken = [bool(row[g.begin]) for g in grams]
+    assert all(row[g.begin:g.end].all() == t and row[g.begin:g.end].any() == t
+               for g, t in zip(grams, taken))  # whole words
+    left = budget - row.sum()
+    assert left >= 0 and all(t or g.end - g.begin > left for g, t in zip(grams, taken))
+  rng = random.Random(0)
+  ref = np.zeros(len(words))
+  for _ in range(draws):
+    _, positions, _ = reference.create_masked_lm_predictions(words, 0.15, PREDS, vocab, rng,
+                                                             True)
+    ref[positions] += 1
+  ours, ref = chosen[:, :len(words)].mean(0), ref / draws
+  sigma = np.sqrt(2 * ref * (1 - ref) / draws) + 1e-9  # difference of two binomial proportions
+  assert np.all(np.abs(ours - ref) < 4.5 * sigma + 1e-3), np.round(np.stack([ours, ref]), 3)

@@ -129,29 +129,48 @@ def _random_token_choices(candidate: np.ndarray, num_to_predict: np.ndarray, pre
   return chosen
 
 
-def _whole_word_choices(tokens, candidate, num_to_predict, gen, is_subword: np.ndarray):
-  """Whole-word masking: words in a random order, each taken if it still fits (reference)."""
-  chosen = np.zeros(tokens.shape, bool)
+def _whole_word_choices(tokens, candidate, num_to_predict, gen, is_subword):
+  """Whole-word masking as the reference does it, for all rows at once: each row's words in a
+  random order, each taken if it still fits the row's budget. The loop runs over ranks in
+  that order (a few dozen), each step over every row, not over rows. bool [n, seq]."""
+  n, seq = tokens.shape
   starts = candidate & ~is_subword[tokens]
   # A ## piece right after [CLS]/[SEP] starts a word too (the reference's _tokens_to_grams).
   starts[:, 1:] |= candidate[:, 1:] & ~candidate[:, :-1]
   starts[:, 0] |= candidate[:, 0]
-  for row in range(tokens.shape[0]):
-    begins = np.flatnonzero(starts[row])
-    ends = np.append(begins[1:], 0)
-    ends[-1:] = np.flatnonzero(candidate[row])[-1] + 1 if len(begins) else 0
-    # A word ends where the next one begins or at the first non-candidate token.
-    stops = np.flatnonzero(~candidate[row])
-    ends = np.minimum(ends, stops[np.searchsorted(stops, begins)] if len(stops) else ends)
-    budget = num_to_predict[row]
-    for w in gen.permutation(len(begins)):
-      size = ends[w] - begins[w]
-      if size <= budget:
-        chosen[row, begins[w]:ends[w]] = True
-        budget -= size
-        if not budget:
-          break
-  return chosen
+  rows, begins = np.nonzero(starts)  # every word, row-major
+  if not len(rows):
+    return np.zeros(tokens.shape, bool)
+  # A word ends where the next one of its row begins or at the next non-candidate token.
+  next_stop = np.where(candidate, seq, np.arange(seq))
+  next_stop = np.minimum.accumulate(next_stop[:, ::-1], axis=1)[:, ::-1]
+  same_row = np.append(rows[1:] == rows[:-1], False)
+  ends = np.minimum(np.where(same_row, np.append(begins[1:], seq), seq),
+                    next_stop[rows, begins])
+  sizes = ends - begins
+  # Each row's words in a uniformly random order: argsort of random keys, row by row.
+  per_row = np.bincount(rows, minlength=n)
+  col = np.arange(len(rows)) - (np.cumsum(per_row) - per_row)[rows]  # index within its row
+  keys = np.full([n, per_row.max()], 2.0, np.float32)  # padding sorts last
+  keys[rows, col] = gen.random(len(rows), np.float32)
+  order = np.argsort(keys, axis=1)
+  size_by_rank = np.full(keys.shape, seq + 1, np.int32)  # padding never fits
+  size_by_rank[rows, col] = sizes
+  size_by_rank = np.take_along_axis(size_by_rank, order, axis=1)
+  budget = num_to_predict.astype(np.int64).copy()
+  taken_by_rank = np.zeros(keys.shape, bool)
+  for r in range(keys.shape[1]):
+    fits = size_by_rank[:, r] <= budget
+    taken_by_rank[:, r] = fits
+    budget -= np.where(fits, size_by_rank[:, r], 0)
+    if not budget.any():
+      break
+  taken = np.zeros(keys.shape, bool)
+  np.put_along_axis(taken, order, taken_by_rank, axis=1)
+  taken = taken[rows, col]
+  # Each candidate token belongs to the last word that begins at or before it.
+  word_of = np.cumsum(starts.ravel(), dtype=np.int32).reshape(n, seq) - 1
+  return candidate & taken[np.maximum(word_of, 0)]
 
 
 def _assemble(batch, context: PretrainingContext, seq: int):
