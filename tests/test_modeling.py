@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from bert_tf import configs
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer, activations
+from bert_tf.modeling import dropout as dropout_lib
+from bert_tf.modeling import losses
 
 from bert_tf.testing.model_garden import (copy_encoder_weights, model_garden_encoder,
                                           model_garden_inputs)
@@ -97,3 +99,31 @@ def test_parity_with_model_garden_encoder(config, record_property):
   record_property("max_abs_error", max(seq_err, pool_err))
   print(f"parity vs Model Garden BertEncoderV2 [{config.num_hidden_layers}L/{config.hidden_size}H"
         f" {config.hidden_act}]: sequence {seq_err:.2e}, pooled {pool_err:.2e}")
+
+
+def test_cross_entropy_matches_tensorflow_value_and_gradient():
+  # Ours with oneDNN on, TF's fused kernel with it off: the same loss and gradient either way.
+  rng = np.random.default_rng(0)
+  logits = tf.constant(rng.normal(0, 4, (37, 1000)), tf.float32)
+  labels = tf.constant(rng.integers(0, 1000, 37), tf.int32)
+  upstream = tf.constant(rng.normal(size=37), tf.float32)
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(logits)
+    ours = losses.sparse_softmax_cross_entropy(labels, logits)
+    reference = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+  assert_all_close(ours, reference, 1e-5, "cross-entropy")
+  assert_all_close(tape.gradient(ours, logits, upstream),
+                   tape.gradient(reference, logits, upstream), 1e-6, "its gradient")
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.bfloat16])
+def test_dropout_equals_stateless_dropout(dtype):
+  x = tf.cast(tf.random.stateless_normal([64, 33], seed=[1, 2]), dtype)
+  seed = tf.constant([7, 9])
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    ours = dropout_lib.dropout(x, 0.1, seed, training=True)
+    reference = tf.nn.experimental.stateless_dropout(x, rate=0.1, seed=seed)
+  np.testing.assert_array_equal(tf.cast(ours, tf.float32), tf.cast(reference, tf.float32))
+  np.testing.assert_array_equal(tf.cast(tape.gradient(ours, x), tf.float32),
+                                tf.cast(tape.gradient(reference, x), tf.float32))
