@@ -141,6 +141,30 @@ def test_features_follow_google_convert_single_example(tmp_path):
   assert batch["example_index"].tolist() == [[0, 1], [2, -1]]
 
 
+def test_stack_parts_keeps_each_replicas_micro_batch():
+  """Inference's host batch: each replica's part ([1, rows, length] as assembled, its own
+  shape) comes back out of the stacked arrays unchanged, cut by its (rows, length)."""
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(3, 40, 9)
+  offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+  f = data.Features(rng.integers(5, 99, offsets[-1]).astype(np.int32), offsets,
+                    (lengths // 2).astype(np.int32), rng.integers(0, 3, 9).astype(np.int32))
+  groups = [np.array([0, 1, 2, 3]), np.array([4, 5]), np.zeros(0, np.int64), np.array([8])]
+  parts = [data.assemble(f, [g]) for g in groups]
+  stacked, sizes = data.stack_parts(parts)
+  assert stacked["input_ids"].shape == (4, 4, max(p["input_ids"].shape[2] for p in parts))
+  assert sizes.dtype == np.int32 and sizes[2].tolist() == [1, 8]  # an empty part: 1 pad row
+  for p, part in enumerate(parts):
+    rows, length = sizes[p]
+    assert sizes[p].tolist() == list(part["input_ids"].shape[1:])
+    for name, value in part.items():
+      cut = stacked[name][p:p + 1, :rows, :length] if value.ndim == 3 else \
+          stacked[name][p:p + 1, :rows]
+      assert cut.dtype == value.dtype and np.array_equal(cut, value), name
+  # rows beyond a part's own are padding: no example
+  assert stacked["example_index"][1, 2:].tolist() == [-1, -1]
+
+
 def test_token_budget_batches_cover_every_example_once_within_budget():
   rng = np.random.default_rng(0)
   lengths = rng.integers(5, 128, size=1000)

@@ -1,5 +1,6 @@
 """ClassifierTrainer: metrics against sklearn/scipy, learning on the XNLI-format sample (fp32,
-fp16, recompute), Mirrored = one device on a token-budget step, resume, google's outputs."""
+fp16, recompute), Mirrored = one device on a token-budget step, resume, google's outputs,
+prediction (one trace, the tf.data path's logits)."""
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ from bert_tf.data import classifier as data
 from bert_tf.testing import builders
 from bert_tf.testing.files import read_metrics, write_xnli_sample
 from bert_tf.testing.tiny import classifier_config
+from bert_tf.training.planned import INPUTS, PlannedTrainer
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +136,49 @@ def test_resume_equals_uninterrupted_and_predict_writes_google_format(sample, tm
       "test_results.tsv", "test_results_de.tsv", "test_results_en.tsv"]
   rows = [list(map(float, line.split("\t"))) for line in open(paths[0]).read().splitlines()]
   assert len(rows) == 120 and all(len(r) == 3 and abs(sum(r) - 1) < 1e-6 for r in rows)
+
+
+def _tf_data_logits(trainer, features, batch_size):
+  """The logits through ``PlannedTrainer.infer``'s tf.data path (a distributed generator
+  dataset of the same plan), each example once."""
+  out = np.zeros((len(features), trainer.task_spec.num_labels), np.float32)
+  seen = np.zeros(len(features), np.int32)
+
+  def replica_forward(batch):
+    inputs = {name: batch[name][0] for name in INPUTS}
+    return trainer.model(inputs, training=False)["logits"], batch["example_index"][0]
+
+  def collect(rows, index):
+    keep = index >= 0
+    out[index[keep]] = rows[keep]
+    np.add.at(seen, index[keep], 1)
+
+  PlannedTrainer.infer(trainer, features, batch_size, replica_forward, collect)
+  np.testing.assert_array_equal(seen, 1)
+  return out
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("runtime", ["one_device", "mirrored"])
+@pytest.mark.parametrize("batching", [dict(), dict(batch_size_in_tokens=False,
+                                                   eval_batch_size=24)])
+def test_prediction_traces_once_and_equals_the_tf_data_path(sample, tmp_path, runtime,
+                                                             batching):
+  """``logits`` (evaluate, predict) feeds the replicas without tf.data: the same batches, so
+  the same logits bit for bit as ``PlannedTrainer.infer``'s generator dataset, in example
+  order, on one device and on two replicas (a last step with an empty part), by token budget
+  (length-bucketed, shapes vary) and by count; and one trace for every set and batch shape
+  across calls."""
+  trainer = _trainer(sample, tmp_path, runtime, **batching)
+  size = trainer.config.eval_batch_size
+  dev = sample["dev"]
+  first = {name: trainer.logits(features, size) for name, features in dev.items()}
+  again = trainer.logits(dev["en"], size)
+  forward, local_ids = trainer._infer_fn  # pylint: disable=protected-access
+  assert forward.experimental_get_tracing_count() == 1
+  assert local_ids == ([0, 1] if runtime == "mirrored" else [0])
+  np.testing.assert_array_equal(again, first["en"])
+  for name, features in dev.items():
+    np.testing.assert_array_equal(first[name], _tf_data_logits(trainer, features, size))
+    assert np.all(np.any(first[name] != 0, axis=1))  # every example has its logits
+  assert forward.experimental_get_tracing_count() == 1

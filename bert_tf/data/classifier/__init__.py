@@ -9,7 +9,7 @@ Modules:
   reading   read_tsv, FileSpec (where a file's fields are), Example, ReadStats, errors
   tasks     Task, XnliTask, the GLUE/MNLI table and make_task for --task_name
   features  Features (ragged ids), featurize, load_features (with its on-disk cache)
-  batching  micro_batches, plan_steps, assemble, make_dataset, planned_dataset
+  batching  micro_batches, plan_steps, assemble, make_dataset, planned_dataset, stack_parts
 
 Why not Model Garden's ``official.nlp.data.classifier_data_lib`` processors (checked, 2.20):
 its GLUE processors (CoLA, MNLI, MRPC, QNLI, QQP, RTE, SST-2, STS-B, WNLI) read TFDS, not the
@@ -28,7 +28,7 @@ File layouts (as distributed):
 """
 from bert_tf.data.classifier.batching import (PAD_MULTIPLE, assemble, make_dataset,
                                               micro_batches, plan_steps, planned_dataset,
-                                              round_up)
+                                              round_up, stack_parts)
 from bert_tf.data.classifier.features import (Features, cache_key, featurize, file_identity,
                                               load_features)
 from bert_tf.data.classifier.reading import (Example, FileSpec, MalformedRowError, ReadStats,

@@ -1,6 +1,7 @@
 """Batching: examples -> micro-batches (by count or by token budget) -> optimizer steps
 (``plan_steps``), each micro-batch padded into arrays (``assemble``), the plan as tf.data
-(``make_dataset``)."""
+(``make_dataset``); for inference, a step's per-replica micro-batches in one array
+(``stack_parts``)."""
 from __future__ import annotations
 
 import math
@@ -118,6 +119,25 @@ def assemble(features: Features, groups: Sequence[np.ndarray], pad_to: Optional[
     labels = np.maximum(labels, 0)  # unlabelled (-1) rows: any valid id, their loss is unused
   return {"input_ids": ids, "input_mask": mask, "segment_ids": segments, "label_ids": labels,
           "label_weights": weights, "example_index": index}
+
+
+def stack_parts(parts: Sequence[dict[str, np.ndarray]]
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """Several replicas' single micro-batches (``assemble`` of one group each: [1, rows,
+  length] arrays, each its own rows and length) as one array per name, [parts, most rows,
+  longest length] zero-filled, and ``sizes`` [parts, 2] int32: each part's (rows, length), so
+  ``stacked[name][p:p + 1, :rows, :length]`` is part p again, shape and values.
+  ``example_index`` fills with -1 (padding rows) like ``assemble``."""
+  rows = max(part["input_ids"].shape[1] for part in parts)
+  width = max(part["input_ids"].shape[2] for part in parts)
+  stacked = {}
+  for name, first in parts[0].items():
+    shape = (len(parts), rows, width)[:first.ndim]
+    stacked[name] = np.full(shape, -1 if name == "example_index" else 0, first.dtype)
+    for p, part in enumerate(parts):
+      stacked[name][(p, *[slice(0, n) for n in part[name].shape[1:]])] = part[name][0]
+  sizes = np.array([part["input_ids"].shape[1:] for part in parts], np.int32)
+  return stacked, sizes
 
 
 def planned_dataset(assemble_fn, spec: dict, steps: list[list[np.ndarray]],
