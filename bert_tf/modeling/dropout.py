@@ -33,7 +33,8 @@ def dropout(x, rate: float, seed, training: bool):
   # tf.nn.experimental.stateless_dropout, whose scale-then-select (a boolean mask, a select
   # and a product, and their gradients) cost 5% more CPU time per BERT-Mini step with oneDNN
   # off (neutral with it on).
-  uniform = tf.random.stateless_uniform(tf.shape(x), seed=seed, dtype=x.dtype)
-  scale = tf.cast(1.0 / (1.0 - rate), x.dtype)
-  mask = tf.where(uniform >= tf.cast(rate, x.dtype), scale, tf.zeros([], x.dtype))
-  return x * mask
+  with tf.name_scope("dropout"):  # (profile_step.py attributes ops by this scope)
+    uniform = tf.random.stateless_uniform(tf.shape(x), seed=seed, dtype=x.dtype)
+    scale = tf.cast(1.0 / (1.0 - rate), x.dtype)
+    mask = tf.where(uniform >= tf.cast(rate, x.dtype), scale, tf.zeros([], x.dtype))
+    return x * mask
