@@ -163,6 +163,17 @@ def test_stack_parts_keeps_each_replicas_micro_batch():
       assert cut.dtype == value.dtype and np.array_equal(cut, value), name
   # rows beyond a part's own are padding: no example
   assert stacked["example_index"][1, 2:].tolist() == [-1, -1]
+  # any task's arrays: [rows, 2] spans (SQuAD's label_ids), its feature_index
+  squad_like = [{"input_ids": part["input_ids"], "feature_index": part["example_index"],
+                 "label_ids": np.stack([part["label_ids"]] * 2, axis=-1)} for part in parts]
+  stacked, again = data.stack_parts(squad_like)
+  np.testing.assert_array_equal(again, sizes)
+  assert stacked["label_ids"].shape == (4, 4, 2)
+  assert stacked["feature_index"][1, 2:].tolist() == [-1, -1]
+  for p, part in enumerate(squad_like):
+    for name, value in part.items():
+      cut = stacked[name][(p, *[slice(0, n) for n in value.shape[1:]])]
+      assert np.array_equal(cut, value[0]), name
 
 
 def test_token_budget_batches_cover_every_example_once_within_budget():

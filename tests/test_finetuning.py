@@ -1,18 +1,20 @@
 """ClassifierTrainer: metrics against sklearn/scipy, learning on the XNLI-format sample (fp32,
 fp16, recompute), Mirrored = one device on a token-budget step, resume, google's outputs,
-prediction (one trace, the tf.data path's logits)."""
+prediction (one trace, the logits of the per-call tf.data path it replaced, kept here as
+``tf_data_logits``: test_squad and test_tagging use it too)."""
 import os
 
 import numpy as np
 import pytest
 from sklearn import metrics as sk
+import tensorflow as tf
 
 from bert_tf import finetuning, tokenization
 from bert_tf.data import classifier as data
 from bert_tf.testing import builders
 from bert_tf.testing.files import read_metrics, write_xnli_sample
 from bert_tf.testing.tiny import classifier_config
-from bert_tf.training.planned import INPUTS, PlannedTrainer
+from bert_tf.training.planned import INPUTS
 
 
 @pytest.fixture(scope="module")
@@ -138,24 +140,37 @@ def test_resume_equals_uninterrupted_and_predict_writes_google_format(sample, tm
   assert len(rows) == 120 and all(len(r) == 3 and abs(sum(r) - 1) < 1e-6 for r in rows)
 
 
-def _tf_data_logits(trainer, features, batch_size):
-  """The logits through ``PlannedTrainer.infer``'s tf.data path (a distributed generator
-  dataset of the same plan), each example once."""
-  out = np.zeros((len(features), trainer.task_spec.num_labels), np.float32)
-  seen = np.zeros(len(features), np.int32)
+def tf_data_logits(trainer, features, batch_size, index="example_index") -> list:
+  """The reference for any ``PlannedTrainer``'s prediction: the per-call path that
+  ``PlannedTrainer.infer`` replaced, kept only here. The same plan (``plan_steps``) as a
+  distributed generator dataset of the training path's arrays (``trainer._distribute``:
+  ``make_dataset``, labels included), the model's logits and the ``index`` row of each
+  micro-batch under ``strategy.run``. Returns each feature's logits (NumPy) in feature order,
+  each computed exactly once (checked)."""
+  # pylint: disable=protected-access
+  strategy = trainer.strategy
+  steps = data.plan_steps(features.lengths, trainer.runtime.num_replicas, seed=None,
+                          **trainer.config.batching(batch_size))
+  dataset = trainer._distribute(features, steps, 1, 0, trainer.pad_to(training=False))
 
   def replica_forward(batch):
     inputs = {name: batch[name][0] for name in INPUTS}
-    return trainer.model(inputs, training=False)["logits"], batch["example_index"][0]
+    return trainer.model(inputs, training=False)["logits"], batch[index][0]
 
-  def collect(rows, index):
-    keep = index >= 0
-    out[index[keep]] = rows[keep]
-    np.add.at(seen, index[keep], 1)
-
-  PlannedTrainer.infer(trainer, features, batch_size, replica_forward, collect)
+  forward = tf.function(lambda batch: strategy.run(replica_forward, args=(batch,)),
+                        input_signature=[dataset.element_spec])
+  rows = [None] * len(features)
+  seen = np.zeros(len(features), np.int32)
+  for batch in dataset:
+    outputs, indexes = forward(batch)
+    for out, ix in zip(strategy.experimental_local_results(outputs),
+                       strategy.experimental_local_results(indexes)):
+      for row, i in zip(out.numpy(), ix.numpy()):
+        if i >= 0:
+          rows[i] = row
+          seen[i] += 1
   np.testing.assert_array_equal(seen, 1)
-  return out
+  return rows
 
 
 @pytest.mark.integration
@@ -165,10 +180,10 @@ def _tf_data_logits(trainer, features, batch_size):
 def test_prediction_traces_once_and_equals_the_tf_data_path(sample, tmp_path, runtime,
                                                              batching):
   """``logits`` (evaluate, predict) feeds the replicas without tf.data: the same batches, so
-  the same logits bit for bit as ``PlannedTrainer.infer``'s generator dataset, in example
-  order, on one device and on two replicas (a last step with an empty part), by token budget
-  (length-bucketed, shapes vary) and by count; and one trace for every set and batch shape
-  across calls."""
+  the same logits bit for bit as the generator dataset it replaced (``tf_data_logits``), in
+  example order, on one device and on two replicas (a last step with an empty part), by
+  token budget (length-bucketed, shapes vary) and by count; and one trace for every set and
+  batch shape across calls."""
   trainer = _trainer(sample, tmp_path, runtime, **batching)
   size = trainer.config.eval_batch_size
   dev = sample["dev"]
@@ -179,6 +194,7 @@ def test_prediction_traces_once_and_equals_the_tf_data_path(sample, tmp_path, ru
   assert local_ids == ([0, 1] if runtime == "mirrored" else [0])
   np.testing.assert_array_equal(again, first["en"])
   for name, features in dev.items():
-    np.testing.assert_array_equal(first[name], _tf_data_logits(trainer, features, size))
+    np.testing.assert_array_equal(first[name],
+                                  np.stack(tf_data_logits(trainer, features, size)))
     assert np.all(np.any(first[name] != 0, axis=1))  # every example has its logits
   assert forward.experimental_get_tracing_count() == 1

@@ -1,6 +1,7 @@
 """SQuAD on the engine: a few training steps lower the loss; prediction on 2 logical devices
-(Mirrored) answers every question exactly once, as one device does; run_squad.py end to end
-and on a malformed file (subprocesses with hard timeouts)."""
+(Mirrored) answers every question exactly once, as one device does; span logits (host-fed,
+one trace) equal the per-call tf.data path's; run_squad.py end to end and on a malformed file
+(subprocesses with hard timeouts)."""
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ from bert_tf.testing.launch import run_script
 from bert_tf.testing.numerics import max_diff
 from bert_tf.testing.train_worker import (SQUAD_DIR, parity_squad, squad_predict,
                                           squad_sets)
+from test_finetuning import tf_data_logits
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +74,27 @@ def test_mirrored_predict_answers_every_question_once_as_one_device(trained, tmp
   for name in ("predictions.json", "nbest_predictions.json", "null_odds.json",
                "eval_results.txt"):
     assert (tmp_path / name).exists(), name
+
+
+@pytest.mark.parametrize("runtime", ["one_device", "mirrored"])
+def test_span_logits_trace_once_and_equal_the_tf_data_path(trained, tmp_path, runtime):
+  """``span_logits`` (``PlannedTrainer.infer``, host-fed): bit for bit the logits of the
+  per-call generator dataset it replaced, in feature order, on one device and on 2 replicas
+  (batches of 7: a last step with an empty part), for the predict and the training features
+  (``feature_index``, labels of [start, end]); one trace across sets and calls."""
+  trained_trainer, sets, _, _ = trained
+  trainer = parity_squad(distribution.make_runtime(runtime), output_dir=str(tmp_path))
+  trainer.model.set_weights(trained_trainer.model.get_weights())
+  first = {name: trainer.span_logits(sets[name]) for name in ("features", "train")}
+  np.testing.assert_array_equal(trainer.span_logits(sets["features"]), first["features"])
+  forward, local_ids = trainer._infer_fn  # pylint: disable=protected-access
+  assert forward.experimental_get_tracing_count() == 1
+  assert local_ids == ([0, 1] if runtime == "mirrored" else [0])
+  for name, logits in first.items():
+    assert logits.shape == (len(sets[name]), trainer.config.max_seq_length, 2)
+    np.testing.assert_array_equal(logits, np.stack(tf_data_logits(
+        trainer, sets[name], trainer.config.predict_batch_size, "feature_index")))
+  assert forward.experimental_get_tracing_count() == 1
 
 
 def test_accumulation_equals_one_big_batch(trained, tmp_path):

@@ -1,5 +1,6 @@
 """TaggerTrainer and run_tagging.py: learning the committed CoNLL sample, Mirrored on 2 logical
-devices = one device, the command line end to end and its bad-input errors."""
+devices = one device, prediction (host-fed, one trace) = the per-call tf.data path's, the
+command line end to end and its bad-input errors."""
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from bert_tf.distribution import make_runtime
 from bert_tf.testing.launch import run_script
 from bert_tf.testing.tiny import classifier_config
 from bert_tf.training.tagging import TaggerTrainer, TaggingSpec
+from test_finetuning import tf_data_logits
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "conll")
 
@@ -72,6 +74,34 @@ def test_mirrored_two_replicas_equal_one_device(sample, tmp_path):
   diff = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights))
   assert diff < 2e-5, diff
   np.testing.assert_array_equal(predictions[0], predictions[1])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("runtime", ["one_device", "mirrored"])
+@pytest.mark.parametrize("batching", [dict(eval_batch_size=12),
+                                      dict(batch_size_in_tokens=True, eval_batch_size=256)])
+def test_predict_words_trace_once_and_equal_the_tf_data_path(sample, tmp_path, runtime,
+                                                             batching):
+  """``predict_words`` (``PlannedTrainer.infer``, host-fed): the words' labels are the argmax
+  of the logits of the per-call generator dataset it replaced, window by window, on one
+  device and on 2 replicas, by count (a last step with an empty part) and by token budget
+  (length-bucketed, widths vary); one trace across sets and calls."""
+  trainer = _trainer(sample, tmp_path, runtime, **batching)
+  size = trainer.config.eval_batch_size
+  sets = [sample["dev_features"], sample["train_features"]]
+  first = [trainer.predict_words(features, size) for features in sets]
+  np.testing.assert_array_equal(trainer.predict_words(sets[0], size), first[0])
+  forward, local_ids = trainer._infer_fn  # pylint: disable=protected-access
+  assert forward.experimental_get_tracing_count() == 1
+  assert local_ids == ([0, 1] if runtime == "mirrored" else [0])
+  for features, words in zip(sets, first):
+    expected = np.zeros(features.num_words, np.int32)
+    for window, logits in enumerate(tf_data_logits(trainer, features, size)):
+      positions, word_ids = features.positions(window)
+      expected[word_ids] = np.argmax(logits[positions], axis=-1)
+    np.testing.assert_array_equal(words, expected)
+    assert len(np.unique(words)) > 2  # the untrained tagger's labels vary: not a constant
+  assert forward.experimental_get_tracing_count() == 1
 
 
 def _run(tmp_path, data_dir, *args, epochs=8):

@@ -24,8 +24,6 @@ from bert_tf.training.planned import INPUTS, PlannedTrainer
 from bert_tf.training.metrics import compute_metrics, softmax
 from bert_tf.training.reporting import write_eval_results
 
-INFER_INPUTS = INPUTS + ("example_index",)  # what inference's forward is given
-
 
 class ClassificationTask:
   """A classifier (or regressor, STS-B) on the pooled output, weighted per example."""
@@ -100,7 +98,6 @@ class ClassifierTrainer(PlannedTrainer):
                      runtime)
     self.task_spec = task
     self.name = task.name
-    self._infer_fn = None  # infer's (traced forward, local replica ids): made once
 
   def make_task(self, task: data.Task, config: FinetuneConfig) -> ClassificationTask:
     """The engine's task (a subclass's loss: ``distillation.DistillationTask``)."""
@@ -112,55 +109,6 @@ class ClassifierTrainer(PlannedTrainer):
   def assemble(self, features, groups, pad_to):
     """Micro-batches (index arrays) as arrays (``data.assemble``), for inference."""
     return data.assemble(features, groups, pad_to)
-
-  def infer(self, features, batch_size: int, replica_forward, collect) -> None:
-    """``PlannedTrainer.infer`` (the same plan, each replica the same micro-batch, the same
-    ``collect``) fed without tf.data: a step's micro-batches for this worker's replicas are
-    assembled on the host into one array per input ([local replicas, rows, length],
-    ``data.stack_parts``) and the traced forward cuts each replica's own part back out, shape
-    and values as assembled. The forward is traced once for every set and batch shape (None
-    rows and length in its signature) and sees the model inputs and ``example_index`` (not
-    the labels). Why: the distributed generator pipeline made anew on every call (with its
-    iterator 150-700 ms of wall time, for under 1 ms of planning and assembly) made a
-    64-example call at seq 128 a fifth slower than the bare encoder forward."""
-    runtime, strategy = self.runtime, self.strategy
-    if self._infer_fn is None:
-      self._infer_fn = self._make_infer_fn(replica_forward)
-    forward, local_ids = self._infer_fn
-    shards, shard = runtime.input_shard  # Horovod: (ranks, this rank); tf.distribute: (1, 0)
-    mine = [shard * (runtime.num_replicas // shards) + i for i in local_ids]
-    steps = data.plan_steps(features.lengths, runtime.num_replicas, seed=None,
-                            **self.config.batching(batch_size))
-    pad_to = self.pad_to(training=False)
-    for step in steps:
-      stacked, sizes = data.stack_parts([self.assemble(features, step[r:r + 1], pad_to)
-                                         for r in mine])
-      outputs, index = forward({name: stacked[name] for name in INFER_INPUTS}, sizes)
-      for out, ix in zip(strategy.experimental_local_results(outputs),
-                         strategy.experimental_local_results(index)):
-        collect(out.numpy(), ix.numpy())
-
-  def _make_infer_fn(self, replica_forward):
-    """(forward(stacked, sizes), this worker's replica ids in the sync group: Horovod's
-    default strategy says [0] for the rank's one)."""
-    strategy = self.strategy
-    ids = strategy.experimental_distribute_values_from_function(
-        lambda context: tf.constant(context.replica_id_in_sync_group))
-    local_ids = [int(i) for i in strategy.experimental_local_results(ids)]
-    spec = {name: tf.TensorSpec([len(local_ids), None, None][:3 - (name not in INPUTS)],
-                                tf.int64 if name == "example_index" else tf.int32)
-            for name in INFER_INPUTS}
-
-    @tf.function(input_signature=[spec, tf.TensorSpec([len(local_ids), 2], tf.int32)])
-    def forward(stacked, sizes):
-      def part(context):  # this replica's micro-batch: [1, rows, length] as assembled
-        p = local_ids.index(context.replica_id_in_sync_group)
-        cut = (slice(p, p + 1), slice(None, sizes[p, 0]), slice(None, sizes[p, 1]))
-        return {name: value[cut[:len(value.shape)]] for name, value in stacked.items()}
-      batch = strategy.experimental_distribute_values_from_function(part)
-      return strategy.run(replica_forward, args=(batch,))
-
-    return forward, local_ids
 
   def logits(self, features: data.Features, batch_size: int) -> np.ndarray:
     """float32 [num_examples, num_labels] in example order (length-sorted batches inside)."""

@@ -60,6 +60,7 @@ class SquadTrainer(PlannedTrainer):
   """
 
   name, unit = "SQuAD", "features"
+  infer_inputs = INPUTS + ("feature_index",)
 
   def __init__(self, bert_config: BertConfig, config: SquadConfig,
                optimizer_config: OptimizerConfig, runtime: Runtime):
@@ -67,6 +68,9 @@ class SquadTrainer(PlannedTrainer):
 
   def make_dataset(self, features, steps, replicas, k, start, pad_to):
     return data.make_dataset(features, steps, replicas, k, start, pad_to)
+
+  def assemble(self, features, groups, pad_to):
+    return data.assemble(features, groups, pad_to)
 
   def pad_to(self, training: bool) -> int:
     # Padded to max_seq_length as google: the training softmax and the n-best candidates of

@@ -101,6 +101,9 @@ class TaggerTrainer(PlannedTrainer):
   def make_dataset(self, features, steps, replicas, k, start, pad_to):
     return data.make_dataset(features, steps, replicas, k, start, pad_to)
 
+  def assemble(self, features, groups, pad_to):
+    return data.assemble(features, groups, pad_to)
+
   # --- inference ---------------------------------------------------------------------------
 
   def predict_words(self, features: data.TaggingFeatures, batch_size: int) -> np.ndarray:

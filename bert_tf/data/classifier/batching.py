@@ -123,17 +123,16 @@ def assemble(features: Features, groups: Sequence[np.ndarray], pad_to: Optional[
 
 def stack_parts(parts: Sequence[dict[str, np.ndarray]]
                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-  """Several replicas' single micro-batches (``assemble`` of one group each: [1, rows,
-  length] arrays, each its own rows and length) as one array per name, [parts, most rows,
-  longest length] zero-filled, and ``sizes`` [parts, 2] int32: each part's (rows, length), so
-  ``stacked[name][p:p + 1, :rows, :length]`` is part p again, shape and values.
-  ``example_index`` fills with -1 (padding rows) like ``assemble``."""
-  rows = max(part["input_ids"].shape[1] for part in parts)
-  width = max(part["input_ids"].shape[2] for part in parts)
+  """Several replicas' single micro-batches (an ``assemble`` of one group each, any task's:
+  [1, rows, ...] arrays, each its own rows and length) as one array per name, [parts, most
+  rows, ...longest] zero-filled, and ``sizes`` [parts, 2] int32: each part's (rows, length)
+  of ``input_ids``, so ``stacked[name][p:p + 1, :rows, :length]`` ([p:p + 1, :rows] for
+  [rows] arrays) is part p again, shape and values. Feature indexes (``*_index``) fill with -1
+  (padding rows) like ``assemble``."""
   stacked = {}
   for name, first in parts[0].items():
-    shape = (len(parts), rows, width)[:first.ndim]
-    stacked[name] = np.full(shape, -1 if name == "example_index" else 0, first.dtype)
+    shape = (len(parts), *np.max([part[name].shape[1:] for part in parts], axis=0))
+    stacked[name] = np.full(shape, -1 if name.endswith("_index") else 0, first.dtype)
     for p, part in enumerate(parts):
       stacked[name][(p, *[slice(0, n) for n in part[name].shape[1:]])] = part[name][0]
   sizes = np.array([part["input_ids"].shape[1:] for part in parts], np.int32)
