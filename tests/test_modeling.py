@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from bert_tf import configs
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer, activations
-from bert_tf.modeling import dropout as dropout_lib
 from bert_tf.modeling import losses
 
 from bert_tf.testing.model_garden import (copy_encoder_weights, model_garden_encoder,
@@ -115,15 +114,3 @@ def test_cross_entropy_matches_tensorflow_value_and_gradient():
   assert_all_close(tape.gradient(ours, logits, upstream),
                    tape.gradient(reference, logits, upstream), 1e-6, "its gradient")
 
-
-@pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.bfloat16])
-def test_dropout_equals_stateless_dropout(dtype):
-  x = tf.cast(tf.random.stateless_normal([64, 33], seed=[1, 2]), dtype)
-  seed = tf.constant([7, 9])
-  with tf.GradientTape(persistent=True) as tape:
-    tape.watch(x)
-    ours = dropout_lib.dropout(x, 0.1, seed, training=True)
-    reference = tf.nn.experimental.stateless_dropout(x, rate=0.1, seed=seed)
-  np.testing.assert_array_equal(tf.cast(ours, tf.float32), tf.cast(reference, tf.float32))
-  np.testing.assert_array_equal(tf.cast(tape.gradient(ours, x), tf.float32),
-                                tf.cast(tape.gradient(reference, x), tf.float32))
