@@ -19,3 +19,10 @@ _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 __version__ = "0.1.0"
+
+
+def onednn_enabled() -> bool:
+  """Whether TensorFlow runs its oneDNN kernels (imports TensorFlow): the flag TensorFlow's own
+  kernels consult, fixed when TensorFlow starts."""
+  from tensorflow.python.util import _pywrap_util_port
+  return bool(_pywrap_util_port.IsMklEnabled())

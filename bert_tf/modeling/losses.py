@@ -1,15 +1,7 @@
 """google BERT's pretraining losses, in float32."""
-import functools
-
 import tensorflow as tf
 
-
-@functools.lru_cache(maxsize=None)
-def onednn_enabled() -> bool:
-  """Whether TensorFlow runs its oneDNN kernels (``TF_ENABLE_ONEDNN_OPTS``, read by TensorFlow
-  at start-up; bert_tf turns it on unless the user set it)."""
-  from tensorflow.python.util import _pywrap_util_port  # the flag TF's own kernels consult
-  return bool(_pywrap_util_port.IsMklEnabled())
+from bert_tf import onednn_enabled
 
 
 def sparse_softmax_cross_entropy(labels, logits):

@@ -38,9 +38,8 @@ def onednn_state() -> str:
   """``on`` / ``off`` as TensorFlow runs (imports TensorFlow), and who chose it: the user's
   ``TF_ENABLE_ONEDNN_OPTS``, bert_tf's default (on, set when ``bert_tf`` is imported) or
   TensorFlow's own default for the CPU (only when TensorFlow was imported before bert_tf)."""
-  from tensorflow.python.util import _pywrap_util_port  # the flag TF's own kernels consult
   import bert_tf
-  state = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+  state = "on" if bert_tf.onednn_enabled() else "off"
   env = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
   if env is None:
     return f"{state} (TensorFlow's default for this CPU)"
