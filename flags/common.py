@@ -17,7 +17,7 @@ from bert_tf import configs
 _DEFINED: dict[int, list[str]] = {}
 
 
-class _Definer:
+class Definer:
   """absl's DEFINE_* bound to one FlagValues (tests define flags on a fresh FlagValues), and
   remembering the names defined there."""
 
@@ -35,9 +35,12 @@ class _Definer:
     return defined
 
 
+_Definer = Definer   # the old name, still used by the other flags modules
+
+
 def define_common_flags(flag_values=absl_flags.FLAGS) -> None:
   _DEFINED[id(flag_values)] = []  # the shared flags come first: a fresh list per FlagValues
-  f = _Definer(flag_values)
+  f = Definer(flag_values)
   # The model and where it starts from.
   f.DEFINE_string("bert_config_file", None, "google bert_config.json of the model.")
   f.DEFINE_string("bert_preset", None, "Instead of --bert_config_file: tiny, mini, small, medium, "
@@ -99,7 +102,7 @@ def define_common_flags(flag_values=absl_flags.FLAGS) -> None:
 def define_finetuning_flags(flag_values, unit: str = "examples",
                             token_batches: bool = True) -> None:
   """The flags of every fine-tuning run (``FinetuneConfig``) beyond the shared ones."""
-  f = _Definer(flag_values)
+  f = Definer(flag_values)
   f.DEFINE_integer("predict_batch_size", 8, f"Predict batch: {unit}"
                    + (", or tokens." if token_batches else "."))
   if token_batches:

@@ -30,7 +30,7 @@ class PipelineSpec:
 
 
 def define_pipeline_flags(flag_values=absl_flags.FLAGS) -> None:
-  f = common._Definer(flag_values)  # pylint: disable=protected-access
+  f = common.Definer(flag_values)
   f.DEFINE_string("pipeline_config", None, "PipeDream conf.json: module_to_stage_map and "
                   "stage_to_rank_map (README 'Pipeline parallelism'). Turns pipeline mode on.")
   f.DEFINE_integer("pipeline_stages", 0, "Pipeline mode without a conf.json: this many stages, "
@@ -51,7 +51,7 @@ def define_classifier_flags(flag_values=absl_flags.FLAGS) -> None:
   """run_classifier.py: fine-tuning pipelined with the same flags and conf.json, and the
   source's --num_stages, checked against the layout the --init_checkpoint run saved."""
   define_pipeline_flags(flag_values)
-  f = common._Definer(flag_values)  # pylint: disable=protected-access
+  f = common.Definer(flag_values)
   f.DEFINE_integer("num_stages", 0, "PipeDream's fine-tuning flag: the number of stages of the "
                    "pipeline run --init_checkpoint comes from; checked against its "
                    "pipeline_conf.json (the checkpoint loads by name whatever the layout). "
