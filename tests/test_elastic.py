@@ -192,6 +192,25 @@ def test_committed_state_holds_optimizer_slots_counters_and_fp16_loss_scale(tmp_
 
 
 @pytest.mark.unit
+def test_loop_calls_end_on_every_commit_step_whatever_iterations_per_loop(tmp_path):
+  """The elastic loop commits at loop ends: with --iterations_per_loop=100 the engine must still
+  end its loop calls on every multiple of --elastic_commit_steps (4 here) and of
+  --save_checkpoints_steps (6), not only at the end of training (10)."""
+  import dataclasses
+  from bert_tf.testing import kill_harness
+  engine = kill_harness.kill_trainer(tmp_path, 10)
+  engine.config = dataclasses.replace(engine.config, iterations_per_loop=100,
+                                      save_checkpoints_steps=6)
+  x = np.ones([kill_harness.BATCH, kill_harness.FEATURES], np.float32)
+  data = {"x": x, "y": np.zeros([kill_harness.BATCH], np.float32)}
+  iterator = iter(engine.runtime.distribute_dataset(
+      lambda context: tf.data.Dataset.from_tensors(data).repeat().batch(1)))
+  ends = []
+  engine.fit(iterator, engine.restore(), 10, on_loop_end=ends.append, loop_end_every=4)
+  assert ends == [4, 6, 8, 10]
+
+
+@pytest.mark.unit
 def test_metrics_records_wait_for_their_commit_and_a_roll_back_drops_them(tmp_path):
   """What the elastic loop does with its writers: steps 1-4 committed, 5-6 rolled back and run
   again, 7 after the writer closed (the end): the file holds every step once, in order."""

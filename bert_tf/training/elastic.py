@@ -235,8 +235,8 @@ class ElasticTrainer:
     # Horovod without --elastic): a rank lost meanwhile cannot hang it; the chief writes.
     evaluate = t.evaluate if getattr(t, "eval_dataset_fn", None) is not None else None
     try:
-      t.fit(iterator, start, target, on_loop_end=commit, evaluate=evaluate,
-            eval_every_steps=self.config.eval_every_steps)
+      t.fit(iterator, start, target, on_loop_end=commit, loop_end_every=self.commit_steps,
+            evaluate=evaluate, eval_every_steps=self.config.eval_every_steps)
     except tf.errors.OpError as e:  # a peer died inside a collective
       if isinstance(e, tf.errors.OutOfRangeError) or "Horovod" not in str(e):
         raise

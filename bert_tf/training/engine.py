@@ -202,12 +202,15 @@ class Engine:
   # --- the outer loop ----------------------------------------------------------------------
 
   def fit(self, iterator, start: int, target: int, *, evaluate: Optional[Callable] = None,
-          eval_every_steps: int = 0, on_loop_end: Optional[Callable] = None) -> dict:
+          eval_every_steps: int = 0, on_loop_end: Optional[Callable] = None,
+          loop_end_every: int = 0) -> dict:
     """Runs steps ``start`` -> ``target`` from ``iterator`` (a distributed iterator of
     [K, micro_batch, ...] batches). Logs every loop call, saves every
     ``save_checkpoints_steps`` and at the end, calls ``evaluate()`` every
     ``eval_every_steps``, stops cleanly on an announced termination, then calls
-    ``on_loop_end(step)`` (elastic commits). Returns the last logged metrics."""
+    ``on_loop_end(step)`` (elastic commits). Loop calls end on multiples of
+    ``save_checkpoints_steps`` and, if given, of ``loop_end_every`` (so elastic commits fall
+    exactly every ``--elastic_commit_steps``). Returns the last logged metrics."""
     cfg = self.config
     train_loop = self.compiled_train_loop()
     writer = MetricsWriter(cfg.output_dir, self.runtime.is_chief)
@@ -217,9 +220,11 @@ class Engine:
     with self.termination.watching(target) as guard:
       try:
         while step < target:
-          # Loop boundaries fall on checkpoint steps, so saves happen exactly every N steps.
+          # Loop boundaries fall on checkpoint steps (and on loop_end_every steps), so saves
+          # (and elastic commits) happen exactly every N steps.
           n = min(cfg.iterations_per_loop, target - step,
-                  cfg.save_checkpoints_steps - step % cfg.save_checkpoints_steps)
+                  *(every - step % every
+                    for every in (cfg.save_checkpoints_steps, loop_end_every) if every))
           began = time.perf_counter()
           totals = train_loop(iterator, tf.constant(n)).numpy()
           elapsed = time.perf_counter() - began
