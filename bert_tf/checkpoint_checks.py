@@ -5,8 +5,8 @@
   slots, counters and heads outside the loaded part may be left. A shape that does not fit
   names the file and both configurations.
 * ``describe_checkpoint``: the model configuration a checkpoint's shapes imply.
-* ``refuse_other_model``: an output directory holding another model's checkpoints is refused
-  before anything is written there.
+* ``refuse_other_model``: an output directory holding another model's checkpoints (other
+  shapes, attention heads or activation) is refused before anything is written there.
 * ``restore_newest_readable``: resume from the newest checkpoint that reads correctly; a
   damaged one (truncated or corrupted data or index) is named and skipped, never ignored,
   and moved aside into ``ckpt-N.damaged/`` so that no later save or rotation takes it for a
@@ -28,6 +28,10 @@ from bert_tf.checkpoints import CheckpointMismatchError
 # The fields that decide the shapes of a model's weights.
 SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
                 "max_position_embeddings", "type_vocab_size")
+# The fields that make the architecture: the shapes plus what changes the computation with
+# the same weights. Dropout probabilities are not among them (google's BERT lets fine-tuning
+# change them), nor is initializer_range (initialisation only).
+ARCHITECTURE_FIELDS = SHAPE_FIELDS + ("num_attention_heads", "hidden_act")
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -218,15 +222,16 @@ def restore_newest_readable(manager: tf.train.CheckpointManager,
 
 
 def refuse_other_model(output_dir: str, bert_config) -> None:
-  """Raises ``CheckpointMismatchError`` if ``output_dir`` holds checkpoints of a model of
-  other shapes than ``bert_config`` (by the run_config.json written with them, and by the
-  newest checkpoint's shapes), showing both configurations. Call before writing anything."""
+  """Raises ``CheckpointMismatchError`` if ``output_dir`` holds checkpoints of another model
+  than ``bert_config``: any ``ARCHITECTURE_FIELDS`` value other than the run_config.json
+  written with them records (each named with both values and the file), or other shapes in
+  the newest checkpoint; both configurations shown. Call before writing anything."""
   if not output_dir or not tf.io.gfile.isdir(output_dir):
     return
   indexes = tf.io.gfile.glob(os.path.join(output_dir, "ckpt-*.index"))
   if not indexes:
     return
-  wanted = {k: getattr(bert_config, k) for k in SHAPE_FIELDS}
+  wanted = {k: getattr(bert_config, k) for k in ARCHITECTURE_FIELDS}
   prefix = tf.train.latest_checkpoint(output_dir) or sorted(
       indexes, key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0))[-1][:-6]
   problems = []
@@ -234,10 +239,12 @@ def refuse_other_model(output_dir: str, bert_config) -> None:
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
       recorded = json.load(f).get("bert_config", {})
-    differ = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
+    differ = [k for k, v in wanted.items() if recorded.get(k) != v]
     if differ:
+      problems += [f"{k}: {recorded.get(k)!r} in {path} (the run that wrote them), "
+                   f"{wanted[k]!r} in this run's config" for k in differ]
       problems.append(f"{path} (the run that wrote them) has bert_config "
-                      f"{json.dumps({k: recorded.get(k) for k in SHAPE_FIELDS})}")
+                      f"{json.dumps({k: recorded.get(k) for k in ARCHITECTURE_FIELDS})}")
   try:
     found = describe_checkpoint(prefix)
   except (tf.errors.OpError, ValueError) as e:

@@ -139,6 +139,38 @@ def test_output_dir_of_another_model_is_refused_before_run_config_is_written(two
   assert not (out / "run_config.json").exists()
 
 
+@pytest.mark.parametrize("field, value", [("num_attention_heads", 2), ("hidden_act", "relu"),
+                                          ("hidden_dropout_prob", 0.3)])
+def test_output_dir_of_a_model_with_the_same_shapes_but_other_heads_or_activation_is_refused(
+    two_layer_run, tmp_path, field, value):
+  """Same weight shapes, another architecture: refused naming the field, both values and the
+  file, before anything is written. Dropout is not architecture (fine-tuning may change it)."""
+  from absl import app
+  out = _copy(two_layer_run, tmp_path)
+  recorded = json.loads((out / "run_config.json").read_text())["bert_config"]
+  assert recorded[field] != value
+  config_file = tmp_path / "bert_config.json"
+  tiny_config(**{field: value}).to_json_file(config_file)
+  values = absl_flags.FlagValues()
+  pretraining_flags.define_pretraining_flags(values)
+  values(["run_pretraining.py", f"--bert_config_file={config_file}", f"--output_dir={out}",
+          "--input_file=x.tfrecord", "--do_train", "--max_seq_length=64",
+          "--max_predictions_per_seq=8"])
+  pretraining_flags.validate(values)
+  before = {p: (out / p).read_bytes() for p in os.listdir(out) if (out / p).is_file()}
+  runtime = distribution.make_runtime("one_device")
+  spec = pretraining_flags.to_configs(values)
+  if field == "hidden_dropout_prob":
+    common_flags.record_run(values, spec, runtime)
+    return
+  with pytest.raises(app.UsageError) as e:
+    common_flags.record_run(values, spec, runtime)
+  assert (f"{field}: {recorded[field]!r} in {out / 'run_config.json'} (the run that wrote "
+          f"them), {value!r} in this run's config") in str(e.value), str(e.value)
+  after = {p: (out / p).read_bytes() for p in os.listdir(out) if (out / p).is_file()}
+  assert after == before
+
+
 def _damage(prefix, what):
   path = prefix + (".index" if what == "index" else ".data-00000-of-00001")
   data = open(path, "rb").read()
