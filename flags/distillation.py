@@ -20,7 +20,8 @@ def define_distillation_flags(flag_values=absl_flags.FLAGS) -> None:
   f = common._Definer(flag_values)  # pylint: disable=protected-access
   f.DEFINE_string("teacher_bert_config_file", None, "The teacher's bert_config.json.")
   f.DEFINE_string("teacher_init_checkpoint", None, "The teacher: a classifier fine-tuned on this "
-                  "task (google TF1 or another run_classifier.py --output_dir).")
+                  "task (google TF1, another run_classifier.py --output_dir or a Hugging Face "
+                  "BertForSequenceClassification folder), of --teacher_bert_config_file's shape.")
   f.DEFINE_string("teacher_vocab_file", None, "The teacher's vocab.txt (default: --vocab_file); "
                   "each example is tokenised for each model.")
   f.DEFINE_bool("teacher_do_lower_case", None, "The teacher's casing (default: "

@@ -4,6 +4,7 @@ a teacher with its own vocabulary and casing, 2 replicas x 2 accumulation = one 
 CPU devices, 2 MultiWorkerMirrored processes and 2 Horovod ranks), and the flag checks."""
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import time
@@ -12,11 +13,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf import distribution, tokenization
+from bert_tf import checkpoints, distribution, tokenization
 from bert_tf.configs import FinetuneConfig, OptimizerConfig
 from bert_tf.configs.distillation import DistillConfig
 from bert_tf.data import classifier as data
 from bert_tf.data.classifier import distill as distill_data
+from bert_tf.interop import hf
+from bert_tf.modeling import BertClassifier, BertEncoder
 from bert_tf.testing import launch
 from bert_tf.testing.files import write_xnli_sample
 from bert_tf.testing.tiny import classifier_config, tiny_config
@@ -313,3 +316,62 @@ def test_fp16_and_recompute_run_the_teacher_under_the_students_policy(setup, tmp
   assert all(v.dtype == tf.float32 for v in teacher.variables)
   assert np.isfinite(metrics["soft_loss"]) and metrics["soft_loss"] > 0
   assert trainer.loss_scale() > 1
+
+
+def _classifier_checkpoint(path, config, seed=1):
+  """One of our classifier runs' checkpoints (``model/...``) of a 3-label ``config`` model."""
+  model = BertClassifier(BertEncoder(config, seed=seed), 3)
+  return model, tf.train.Checkpoint(model=model).write(str(path / "ckpt-1"))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("kind,wrong,listed", [
+    ("deeper", dict(num_hidden_layers=3), r"unexpected in checkpoint: 16 \['model/encoder/"
+                                           r"blocks/2/"),
+    ("wider", dict(intermediate_size=38), r"mis-shaped: 6 \['model/encoder/blocks/0/"
+                                          r"intermediate/bias: checkpoint \[38\] vs teacher "
+                                          r"\[37\]")])
+def test_teacher_checkpoint_of_another_shape_is_refused_naming_file_and_config(
+    kind, wrong, listed, tmp_path):
+  """A deeper teacher once loaded silently (its extra layers dropped); a wider one raised
+  TensorFlow's bare shape error. Both: one error with the file, the config and the names."""
+  _, prefix = _classifier_checkpoint(tmp_path, tiny_config(**wrong))
+  teacher = BertClassifier(BertEncoder(tiny_config()), 3)
+  with pytest.raises(checkpoints.CheckpointMismatchError) as error:
+    distillation.load_teacher(prefix, teacher)
+  message = str(error.value)
+  assert message.startswith(f"--teacher_init_checkpoint={prefix} does not match "
+                            "--teacher_bert_config_file (vocab_size=99, hidden_size=32, "
+                            "num_hidden_layers=2, intermediate_size=37"), (kind, message)
+  assert re.search(listed, message), message
+  # The same config loads, head included.
+  source, prefix = _classifier_checkpoint(tmp_path / "same", tiny_config())
+  assert distillation.load_teacher(prefix, teacher) == "classifier"
+  np.testing.assert_array_equal(teacher.classifier.output_weights.numpy(),
+                                source.classifier.output_weights.numpy())
+
+
+@pytest.mark.unit
+def test_hugging_face_classifier_folder_is_a_teacher_and_a_bare_encoder_is_not(tmp_path):
+  config = tiny_config()
+  source = BertClassifier(BertEncoder(config, seed=1), 3)
+  hf.save_hf_weights(source, str(tmp_path / "model.safetensors"))
+  teacher = BertClassifier(BertEncoder(config, seed=2), 3)
+  assert distillation.load_teacher(str(tmp_path), teacher) == "hf"
+  features = {k: tf.constant(v) for k, v in _tiny_inputs(config).items()}
+  np.testing.assert_array_equal(teacher(features)["logits"].numpy(),
+                                source(features)["logits"].numpy())
+  # Another number of labels: the mis-shaped head is named, with the teacher's config.
+  with pytest.raises(checkpoints.CheckpointMismatchError,
+                     match=r"teacher_bert_config_file \(.*\) with the task's 2 label\(s\)"
+                           r"(.|\n)*classifier.weight: file \[3, 32\] vs model \[2, 32\]"):
+    distillation.load_teacher(str(tmp_path), BertClassifier(BertEncoder(config), 2))
+  hf.save_hf_weights(source.encoder, str(tmp_path / "model.safetensors"))  # no head
+  with pytest.raises(checkpoints.CheckpointMismatchError, match="not a fine-tuned classifier"):
+    distillation.load_teacher(str(tmp_path), teacher)
+
+
+def _tiny_inputs(config, batch=3, seq=7):
+  rng = np.random.default_rng(0)
+  ids = rng.integers(1, config.vocab_size, (batch, seq)).astype(np.int32)
+  return dict(input_ids=ids, input_mask=np.ones_like(ids), segment_ids=np.zeros_like(ids))

@@ -17,17 +17,20 @@ kept for the backward pass and it gets no gradient.
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import checkpoints
+from bert_tf import checkpoint_checks, checkpoints
 from bert_tf.configs import BertConfig, FinetuneConfig, OptimizerConfig
 from bert_tf.configs.distillation import DistillConfig
 from bert_tf.data import classifier as data
 from bert_tf.data.classifier import distill as distill_data
 from bert_tf.distribution import Runtime
+from bert_tf.interop import hf
 from bert_tf.modeling import BertClassifier, BertEncoder
 from bert_tf.training.classification import ClassificationTask, ClassifierTrainer
 from bert_tf.training.planned import INPUTS
@@ -41,28 +44,72 @@ def soft_cross_entropy(student_logits, teacher_logits, temperature: float) -> tf
   return ce * (temperature * temperature)
 
 
+_VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"  # the suffix of a variable's key in our checkpoints
+
+
+def _model_weights(prefix: str) -> dict[str, list]:
+  """{key: shape} of the model weights (not optimizer slots or counters) of our checkpoint."""
+  return {k[:-len(_VALUE)]: shape for k, shape in tf.train.list_variables(prefix)
+          if k.startswith("model/") and k.endswith(_VALUE) and ".OPTIMIZER_SLOT" not in k}
+
+
+def _differences(prefix: str, model: BertClassifier) -> str:
+  """Every missing, unexpected and mis-shaped weight of our checkpoint ``prefix`` against
+  ``model``, whose keys and shapes come from writing a checkpoint of it (on errors only)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    wanted = _model_weights(tf.train.Checkpoint(model=model).write(os.path.join(tmp, "t")))
+  found = _model_weights(prefix)
+  shaped = [f"{k}: checkpoint {found[k]} vs teacher {wanted[k]}"
+            for k in sorted(set(found) & set(wanted)) if list(found[k]) != list(wanted[k])]
+  listed = lambda names: f"{len(names)} {names[:24]}{' ...' if len(names) > 24 else ''}"
+  return (f"\n  missing from checkpoint: {listed(sorted(set(wanted) - set(found)))}\n  "
+          f"unexpected in checkpoint: {listed(sorted(set(found) - set(wanted)))}\n  "
+          f"mis-shaped: {listed(shaped)}")
+
+
+def _hf_names(path: str) -> set[str]:
+  """The tensor names of an HF ``model.safetensors`` (its header only, for a local file)."""
+  file = hf.weights_file(path)
+  if os.path.exists(file):
+    from safetensors import safe_open  # pylint: disable=import-outside-toplevel
+    with safe_open(file, framework="np") as f:
+      return set(f.keys())
+  return set(hf.read_tensors(file))
+
+
 def load_teacher(path: str, model: BertClassifier) -> str:
-  """A fine-tuned classifier's weights, head included: google TF1 (``output_weights``) or one
-  of our classifier runs (``model/classifier/``). Anything without a classifier head is
-  refused: a teacher with a random head teaches noise."""
-  names = set(checkpoints.checkpoint_values(path))
-  if "output_weights" in names:
-    return checkpoints.restore_weights(path, model)
-  if any(name.startswith("model/classifier/") for name in names):
-    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
-    status = tf.train.Checkpoint(model=model).read(prefix)
-    status.expect_partial()  # the student's optimizer slots and counters
-    try:
-      status.assert_existing_objects_matched()
-    except AssertionError as e:
-      raise checkpoints.CheckpointMismatchError(
-          f"--teacher_init_checkpoint={path}: does not match --teacher_bert_config_file "
-          f"and the task's labels: {str(e)[:1000]}") from None
+  """A fine-tuned classifier's weights, head included, all of them: google TF1
+  (``output_weights``), one of our classifier runs (``model/classifier/``) or a Hugging Face
+  ``BertForSequenceClassification`` folder (``classifier.weight``). Anything without a
+  classifier head is refused (a teacher with a random head teaches noise), and so is a
+  checkpoint of another shape than ``--teacher_bert_config_file``, deeper ones included: one
+  error names the checkpoint, the teacher's config and every missing, unexpected and
+  mis-shaped weight. Returns the kind loaded."""
+  config = model.encoder.bert_config
+  where = (f"--teacher_init_checkpoint={path} does not match --teacher_bert_config_file "
+           f"({', '.join(f'{k}={getattr(config, k)}' for k in checkpoint_checks.SHAPE_FIELDS)})"
+           f" with the task's {model.num_labels} label(s)")
+  if hf.weights_file(path):
+    names, head = _hf_names(path), "classifier.weight"
+  else:
+    prefix = checkpoints._checkpoint_prefix(path)  # pylint: disable=protected-access
+    names = {name for name, _ in tf.train.list_variables(prefix)}
+    head = "output_weights" if "output_weights" in names else "model/classifier/"
+  if not any(name.startswith(head) for name in names):
+    raise checkpoints.CheckpointMismatchError(
+        f"--teacher_init_checkpoint={path}: not a fine-tuned classifier (no output_weights, "
+        f"model/classifier/ or classifier.weight; first names: {sorted(names)[:5]}): distil "
+        "from a teacher fine-tuned on this task (google TF1, a run_classifier.py --output_dir "
+        "or a Hugging Face BertForSequenceClassification folder)")
+  try:
+    if head != "model/classifier/":  # google and HF: all or nothing, every problem listed
+      return checkpoints.restore_weights(path, model)
+    checkpoint_checks.read_all_used(tf.train.Checkpoint(model=model), prefix, model,
+                                    within=("model/",))
     return "classifier"
-  raise checkpoints.CheckpointMismatchError(
-      f"--teacher_init_checkpoint={path}: not a fine-tuned classifier (no output_weights or "
-      f"model/classifier/ variables; first names: {sorted(names)[:5]}): distil from a "
-      "teacher fine-tuned on this task")
+  except checkpoints.CheckpointMismatchError as e:
+    details = "" if head != "model/classifier/" else _differences(prefix, model)
+    raise checkpoints.CheckpointMismatchError(f"{where}:{details}\n  {e}") from None
 
 
 def build_teacher(teacher_config: BertConfig, num_labels: int, checkpoint: str
