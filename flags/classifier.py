@@ -46,6 +46,7 @@ def validate(v) -> None:
   problems += folder
   problems += common.validate_finetuning(v)
   problems += distillation.validate(v)
+  common.check_float(problems, "classifier_dropout", v.classifier_dropout, 0.0, 1.0)
   if v.task_name and v.task_name != "xnli" and (
       common.changed(v, "xnli_language") or common.changed(v, "xnli_eval_languages")):
     problems.append(f"--xnli_language / --xnli_eval_languages apply only to --task_name=xnli, "

@@ -153,8 +153,7 @@ def validate_finetuning(v) -> list[str]:
   problems = []
   if v.predict_batch_size < 1:
     problems.append(f"--predict_batch_size must be >= 1, got {v.predict_batch_size}")
-  if v.num_train_epochs <= 0:
-    problems.append(f"--num_train_epochs must be > 0, got {v.num_train_epochs}")
+  check_float(problems, "num_train_epochs", v.num_train_epochs, 0.0, strict=True)
   if not 0 <= v.warmup_proportion <= 1:
     problems.append(f"--warmup_proportion must be in [0, 1], got {v.warmup_proportion}")
   if "batch_size_in_tokens" in v and v.batch_size_in_tokens:
@@ -216,15 +215,28 @@ def _check_at_least_one(v, names, problems):
       problems.append(f"--{name} must be >= 1, got {getattr(v, name)}")
 
 
-def _check_numbers(v, problems):
-  """Impossible optimizer numbers: NaN passes every comparison, so finiteness comes first."""
+def check_float(problems: list, name: str, value, low: float, high: float | None = None, *,
+                strict: bool = False) -> None:
+  """Refuses the float flag ``--name`` unless it is finite, ``>= low`` (``> low`` if
+  ``strict``) and, if ``high`` is given, ``< high``: a message naming the flag, the value and
+  the range. NaN passes every comparison, so finiteness comes first. None (unset) passes."""
   import math
+  if value is None:
+    return
+  if (math.isfinite(value) and (value > low if strict else value >= low)
+      and (high is None or value < high)):
+    return
+  expected = (f"in {'(' if strict else '['}{low:g}, {high:g})" if high is not None
+              else f"{'>' if strict else '>='} {low:g}")
+  problems.append(f"--{name} must be a finite number {expected}, got {value}")
+
+
+def _check_numbers(v, problems):
+  """Impossible optimizer and loss-scale numbers."""
   for name, low, strict in (("learning_rate", 0.0, True), ("weight_decay_rate", 0.0, False),
-                            ("clip_norm", 0.0, False), ("stall_timeout_secs", 0.0, False)):
-    value = getattr(v, name)
-    if not math.isfinite(value) or value < low or (strict and value == low):
-      problems.append(f"--{name} must be a finite number {'>' if strict else '>='} {low:g}, "
-                      f"got {value}")
+                            ("clip_norm", 0.0, False), ("stall_timeout_secs", 0.0, False),
+                            ("initial_loss_scale", 0.0, True), ("min_loss_scale", 0.0, False)):
+    check_float(problems, name, getattr(v, name), low, strict=strict)
 
 
 def validate_common(flag_values) -> list[str]:

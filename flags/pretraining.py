@@ -74,6 +74,10 @@ def validate(v) -> None:
       and v.eval_every_steps % v.save_checkpoints_steps):
     problems.append(f"--eval_every_steps ({v.eval_every_steps}) must be a multiple of "
                     f"--save_checkpoints_steps ({v.save_checkpoints_steps})")
+  for name in ("beta_1", "beta_2"):
+    common.check_float(problems, name, getattr(v, name), 0.0, 1.0)
+  for name in ("epsilon", "poly_power"):
+    common.check_float(problems, name, getattr(v, name), 0.0, strict=True)
   if v.dynamic_masking and not v.vocab_file:
     problems.append("--dynamic_masking needs --vocab_file")
   if v.elastic and common.resolved_distribution(v) != "horovod":

@@ -2,6 +2,8 @@
 this project's options. The flags every script shares are defined once, in ``flags.common``."""
 from __future__ import annotations
 
+import math
+
 from absl import flags as absl_flags
 
 from bert_tf import configs
@@ -60,6 +62,9 @@ def validate(v) -> None:
     if getattr(v, name) < 1:
       problems.append(f"--{name} must be >= 1, got {getattr(v, name)}")
   problems += common.validate_finetuning(v)
+  if not math.isfinite(v.null_score_diff_threshold):  # any finite number, negative too
+    problems.append(f"--null_score_diff_threshold must be a finite number, got "
+                    f"{v.null_score_diff_threshold}")
   if not v.version_2_with_negative and common.changed(v, "null_score_diff_threshold"):
     problems.append("--null_score_diff_threshold applies only to --version_2_with_negative")
   common.raise_if(problems)

@@ -47,6 +47,7 @@ def validate(v) -> None:
   problems = common.validate_common(v)
   problems += common.validate_task_folder(v, tagging_data.TASK_NAMES)
   problems += common.validate_finetuning(v)
+  common.check_float(problems, "tagger_dropout", v.tagger_dropout, 0.0, 1.0)
   common.raise_if(problems)
 
 

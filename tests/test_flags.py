@@ -109,6 +109,57 @@ def test_impossible_numbers_are_refused_naming_the_flag(flag, value, expected):
   assert expected in str(e.value), str(e.value)
 
 
+_SCRIPT_ARGS = {
+    "pretraining": REQUIRED,
+    "classifier": ["--bert_preset=tiny", "--vocab_size=100", "--task_name=mrpc",
+                   "--data_dir=/tmp/d", "--vocab_file=/tmp/v.txt", "--output_dir=/tmp/o",
+                   "--do_train"],
+    "tagging": ["--bert_preset=tiny", "--vocab_size=100", "--task_name=conll2003",
+                "--data_dir=/tmp/d", "--vocab_file=/tmp/v.txt", "--output_dir=/tmp/o",
+                "--do_train"],
+    "squad": ["--bert_preset=tiny", "--vocab_size=100", "--vocab_file=/tmp/v.txt",
+              "--output_dir=/tmp/o", "--do_train", "--train_file=/tmp/train.json",
+              "--version_2_with_negative"],
+}
+
+
+def _validate_script(script, *extra):
+  import importlib
+  module = importlib.import_module(f"flags.{script}")
+  values = absl_flags.FlagValues()
+  getattr(module, f"define_{script}_flags")(values)
+  values([f"run_{script}.py", *_SCRIPT_ARGS[script], *extra])
+  module.validate(values)
+
+
+@pytest.mark.parametrize("script, flag, value, expected", [
+    ("classifier", "classifier_dropout", "1.0", "must be a finite number in [0, 1), got 1.0"),
+    ("classifier", "classifier_dropout", "-0.1", "must be a finite number in [0, 1), got -0.1"),
+    ("classifier", "classifier_dropout", "nan", "must be a finite number in [0, 1), got nan"),
+    ("tagging", "tagger_dropout", "1.5", "must be a finite number in [0, 1), got 1.5"),
+    ("classifier", "num_train_epochs", "nan", "must be a finite number > 0, got nan"),
+    ("tagging", "num_train_epochs", "inf", "must be a finite number > 0, got inf"),
+    ("squad", "num_train_epochs", "0", "must be a finite number > 0, got 0.0"),
+    ("squad", "null_score_diff_threshold", "nan", "must be a finite number, got nan"),
+    ("pretraining", "beta_1", "1.0", "must be a finite number in [0, 1), got 1.0"),
+    ("pretraining", "beta_2", "-0.5", "must be a finite number in [0, 1), got -0.5"),
+    ("pretraining", "beta_2", "nan", "must be a finite number in [0, 1), got nan"),
+    ("pretraining", "epsilon", "0", "must be a finite number > 0, got 0.0"),
+    ("pretraining", "epsilon", "inf", "must be a finite number > 0, got inf"),
+    ("pretraining", "poly_power", "-1", "must be a finite number > 0, got -1.0"),
+    ("pretraining", "initial_loss_scale", "0", "must be a finite number > 0, got 0.0"),
+    ("classifier", "initial_loss_scale", "inf", "must be a finite number > 0, got inf"),
+    ("pretraining", "min_loss_scale", "nan", "must be a finite number >= 0, got nan"),
+])
+def test_impossible_floats_of_every_script_are_refused_naming_flag_value_and_range(
+    script, flag, value, expected):
+  extra = ["--use_fp16"] if "loss_scale" in flag else []
+  _validate_script(script, *extra)  # valid without the bad value
+  with pytest.raises(app.UsageError) as e:
+    _validate_script(script, *extra, f"--{flag}={value}")
+  assert f"--{flag} {expected}" in str(e.value), str(e.value)
+
+
 def test_model_config_problems_are_refused_before_anything_runs(tmp_path):
   """run_pretraining.py validates the model's config file with the flags: a dropout outside
   [0, 1) or a missing file names the file and the key, before any output is written."""
