@@ -21,7 +21,7 @@ from bert_tf.data.classifier import distill as distill_data
 from bert_tf.interop import hf
 from bert_tf.modeling import BertClassifier, BertEncoder
 from bert_tf.testing import launch
-from bert_tf.testing.files import write_xnli_sample
+from bert_tf.testing.files import write_glue_task, write_tsv, write_xnli_sample
 from bert_tf.testing.tiny import classifier_config, tiny_config
 from bert_tf.training import distillation
 from bert_tf.training.classification import ClassifierTrainer
@@ -375,3 +375,27 @@ def _tiny_inputs(config, batch=3, seq=7):
   rng = np.random.default_rng(0)
   ids = rng.integers(1, config.vocab_size, (batch, seq)).astype(np.int32)
   return dict(input_ids=ids, input_mask=np.ones_like(ids), segment_ids=np.zeros_like(ids))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("skip_malformed", [False, True])
+def test_transfer_rows_are_read_without_their_labels(skip_malformed, tmp_path):
+  """Unlabelled transfer files: a blank or placeholder label column, or none (SST-2), and
+  XNLI's own training reader: every row kept, labels None; the gold file is still checked."""
+  log = lambda *_: None  # noqa: E731
+  gold = write_glue_task(tmp_path, "sst2")
+  for name, header, rows in (("blank", ["sentence", "label"], [["one", ""], ["two", "?"]]),
+                             ("none", ["sentence"], [["one"], ["two"]])):
+    write_tsv(tmp_path / name / "train.tsv", header, rows)
+    examples, labelled = distill_data.read_examples(
+        data.make_task("sst2"), gold, str(tmp_path / name), skip_malformed, log)
+    assert labelled == 2 and [e.label for e in examples] == ["1", "0", None, None], name
+    assert [e.text_a for e in examples[2:]] == ["one", "two"]
+  for name, label in (("xnli_gold", "neutral"), ("xnli_transfer", "unlabelled")):
+    write_tsv(tmp_path / name / "multinli" / "multinli.train.en.tsv",
+              ["premise", "hypo", "label"], [[f"p {name}", "h", label]])
+  examples, labelled = distill_data.read_examples(
+      data.make_task("xnli", "en", "en"), str(tmp_path / "xnli_gold"),
+      str(tmp_path / "xnli_transfer"), skip_malformed, log)
+  assert labelled == 1 and [(e.text_a, e.label) for e in examples] == [
+      ("p xnli_gold", "neutral"), ("p xnli_transfer", None)]

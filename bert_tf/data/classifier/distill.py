@@ -8,6 +8,7 @@ own ``teacher_input_ids`` / ``teacher_input_mask`` / ``teacher_segment_ids`` [K,
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -53,16 +54,30 @@ def fingerprint(examples: Sequence[Example]) -> str:
   return h.hexdigest()[:16]
 
 
+def _texts_only(task: Task) -> Task:
+  """A copy of ``task`` whose files are read without their label column: transfer rows have
+  no gold label, so a blank, placeholder or missing label column is no malformed row."""
+  texts = copy.copy(task)
+  read_file = task._read_file  # pylint: disable=protected-access
+
+  def read_texts(data_dir, spec, *args, **kwargs):
+    return read_file(data_dir, dataclasses.replace(spec, label=None), *args, **kwargs)
+
+  texts._read_file = read_texts  # pylint: disable=protected-access
+  return texts
+
+
 def read_examples(task: Task, data_dir: str, transfer_dir: Optional[str] = None,
                   skip_malformed: bool = False, log: Callable = print) -> tuple[list, int]:
-  """The training split's examples, then ``transfer_dir``'s training-format examples with
-  their labels dropped. Returns (examples, number of labelled ones)."""
+  """The training split's examples, then ``transfer_dir``'s training-format examples, read
+  without their labels (a label column may be blank, hold anything or be absent). Returns
+  (examples, number of labelled ones)."""
   stats = ReadStats()
   train = [e for examples in task.examples(data_dir, "train", skip_malformed, stats).values()
            for e in examples]
   transfer = []
   if transfer_dir:
-    transfer = [dataclasses.replace(e, label=None) for examples in task.examples(
+    transfer = [e for examples in _texts_only(task).examples(
         transfer_dir, "train", skip_malformed, stats).values() for e in examples]
     log(f"distillation: {len(train)} labelled + {len(transfer)} transfer examples "
         f"(from {transfer_dir}, labels ignored)")
