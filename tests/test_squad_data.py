@@ -178,6 +178,27 @@ def test_evaluation_v2_equals_the_official_numbers():
   assert squad.evaluate(V2, V2_PREDICTIONS, True)["f1"] == pytest.approx(480 / 7)
 
 
+def test_evaluation_v2_scores_questions_over_the_null_odds_threshold_as_no_answer():
+  """evaluate-v2.0.py's --na-prob-thresh (1.0): odds above it count as "no answer" in exact,
+  f1 and the breakdown, even for a non-empty prediction. a ("Paris", right) at odds 3 scores 0;
+  e ("something" for an unanswerable question) at 1.5 scores 1. By hand: exact b d e f = 4/7,
+  F1 adds g 0.8; HasAns (a b c f g) exact 2/5, F1 2.8/5; NoAns (d e) all right. The
+  best-threshold search reads the raw scores, by odds b g f e c a d: 4/7 and 4.8/7 at f's 1.0."""
+  odds = {**NULL_ODDS, "a": 3.0, "e": 1.5}
+  got = squad.evaluate_v2(V2, V2_PREDICTIONS, odds)
+  expected = {"exact": 400 / 7, "f1": 480 / 7, "total": 7, "HasAns_exact": 40.0,
+              "HasAns_f1": 56.0, "HasAns_total": 5, "NoAns_exact": 100.0, "NoAns_f1": 100.0,
+              "NoAns_total": 2, "best_exact": 400 / 7, "best_exact_thresh": 1.0,
+              "best_f1": 480 / 7, "best_f1_thresh": 1.0}
+  assert got == pytest.approx(expected)
+  from official.nlp.tools import squad_evaluate_v2_0
+  theirs = squad_evaluate_v2_0.evaluate(V2, V2_PREDICTIONS, odds)
+  renamed = {k.replace("final_", "best_"): v for k, v in theirs.items()}
+  assert {k: renamed[k] for k in expected} == pytest.approx(expected)
+  # Without odds nothing is thresholded: a is right, e wrong.
+  assert squad.evaluate_v2(V2, V2_PREDICTIONS)["HasAns_exact"] == 60.0
+
+
 # ---- bad input ----------------------------------------------------------------------------
 
 def _write(tmp_path, data, name="bad.json"):

@@ -5,8 +5,9 @@ articles a/an/the, single spaces), the maximum over the gold answers, a question
 prediction scores 0. ``evaluate_v2`` is ``evaluate-v2.0.py``: the same normalisation, empty
 gold answers dropped and an unanswerable question's only gold answer "" (F1 is 1 when both are
 empty, else 0), the HasAns / NoAns breakdown and, given the null odds
-(``--na-prob-file null_odds.json``), the best threshold on them (``best_exact``, ``best_f1``
-and their thresholds: google's README sets ``--null_score_diff_threshold`` from
+(``--na-prob-file null_odds.json``), questions whose odds exceed ``--na-prob-thresh`` (1.0)
+scored as "no answer" and the best threshold on the odds (``best_exact``, ``best_f1`` and
+their thresholds: google's README sets ``--null_score_diff_threshold`` from
 ``best_f1_thresh``). Results are percentages, as the scripts print them.
 """
 from __future__ import annotations
@@ -93,10 +94,23 @@ def _best_threshold(predictions, scores, na_probs, has_answer):
   return 100.0 * best / len(scores), best_thresh
 
 
-def evaluate_v2(dataset: list, predictions: dict, na_probs: Optional[dict] = None) -> dict:
+def _apply_no_answer_threshold(scores, na_probs, has_answer, na_prob_thresh):
+  """A question whose null odds exceed ``na_prob_thresh`` scores as answered "" (the official
+  ``apply_no_ans_threshold``): 1 if it has no answer, else 0, whatever was predicted."""
+  return {qid: float(not has_answer[qid]) if na_probs.get(qid, na_prob_thresh) > na_prob_thresh
+          else score for qid, score in scores.items()}
+
+
+def evaluate_v2(dataset: list, predictions: dict, na_probs: Optional[dict] = None,
+                na_prob_thresh: float = 1.0) -> dict:
   """``exact``, ``f1``, ``total``, ``HasAns_*`` / ``NoAns_*`` and, with ``na_probs``,
   ``best_exact(_thresh)`` / ``best_f1(_thresh)``, in percent. Questions without a prediction
-  are left out (the official script reports them missing)."""
+  are left out (the official script reports them missing).
+
+  With ``na_probs``, as ``evaluate-v2.0.py --na-prob-file`` (and Model Garden's
+  ``squad_evaluate_v2_0``): a question whose null odds exceed ``na_prob_thresh``
+  (``--na-prob-thresh``, default 1.0) counts as predicted "no answer" in exact, f1 and the
+  HasAns / NoAns breakdown; the best-threshold search reads the raw scores."""
   has_answer, exact_raw, f1_raw = {}, {}, {}
   for qa in _questions(dataset):
     qid = str(qa["id"])  # the reader's key (an id written as a JSON number too)
@@ -110,9 +124,13 @@ def evaluate_v2(dataset: list, predictions: dict, na_probs: Optional[dict] = Non
 
   def scores(qids):
     qids = [q for q in qids if q in exact_raw]
-    return {"exact": 100.0 * sum(exact_raw[q] for q in qids) / len(qids),
-            "f1": 100.0 * sum(f1_raw[q] for q in qids) / len(qids), "total": len(qids)}
+    return {"exact": 100.0 * sum(exact_scored[q] for q in qids) / len(qids),
+            "f1": 100.0 * sum(f1_scored[q] for q in qids) / len(qids), "total": len(qids)}
 
+  exact_scored, f1_scored = exact_raw, f1_raw
+  if na_probs is not None:
+    exact_scored = _apply_no_answer_threshold(exact_raw, na_probs, has_answer, na_prob_thresh)
+    f1_scored = _apply_no_answer_threshold(f1_raw, na_probs, has_answer, na_prob_thresh)
   results = scores(list(exact_raw))
   for prefix, wanted in (("HasAns", True), ("NoAns", False)):
     qids = [q for q, h in has_answer.items() if h == wanted and q in exact_raw]
