@@ -160,6 +160,14 @@ def test_impossible_floats_of_every_script_are_refused_naming_flag_value_and_ran
   assert f"--{flag} {expected}" in str(e.value), str(e.value)
 
 
+@pytest.mark.parametrize("script", ["classifier", "tagging", "squad"])
+def test_elastic_is_refused_by_the_fine_tuning_scripts(script):
+  """--elastic is pretraining-only (its data position is the pretraining stream's step): the
+  fine-tuning scripts do not know the flag, so absl refuses it instead of ignoring it."""
+  with pytest.raises(absl_flags.UnrecognizedFlagError, match="'elastic'"):
+    _validate_script(script, "--elastic")
+
+
 def test_model_config_problems_are_refused_before_anything_runs(tmp_path):
   """run_pretraining.py validates the model's config file with the flags: a dropout outside
   [0, 1) or a missing file names the file and the key, before any output is written."""
