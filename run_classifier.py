@@ -104,11 +104,8 @@ def main(_):
     from bert_tf.pipeline import cluster  # pipeline mode only
     if cluster.serve_if_worker():  # TF_CONFIG task > 0: serves its stages until task 0 ends
       return
-  spec = classifier_flags.to_configs(FLAGS)
-  pipeline = pipeline_flags.to_spec(FLAGS, spec.bert_config)
-  if pipeline is not None:  # m micro-batches per step: the plan's accumulation
-    spec = dataclasses.replace(spec, run=dataclasses.replace(
-        spec.run, gradient_accumulation_steps=pipeline.num_microbatches))
+  # Pipeline mode: m micro-batches per step, the plan's accumulation; a pipeline section.
+  spec, pipeline = pipeline_flags.resolve(FLAGS, classifier_flags.to_configs(FLAGS))
   distill = distillation_flags.to_config(FLAGS)
   data, phases = spec.data, spec.phases
   runtime = distribution.start(spec.distribution)

@@ -49,7 +49,8 @@ def main(_):
     from bert_tf.pipeline import cluster  # pipeline mode only
     if cluster.serve_if_worker():  # TF_CONFIG task > 0: serves its stages until task 0 ends
       return
-  spec = pretraining_flags.to_configs(FLAGS)
+  # Pipeline mode: m becomes the accumulation steps, before the configuration is recorded.
+  spec, pipeline = pipeline_flags.resolve(FLAGS, pretraining_flags.to_configs(FLAGS))
   runtime = distribution.start(spec.distribution)
   common_flags.record_run(FLAGS, spec, runtime)
   if FLAGS.elastic:  # built for one rank; the elastic loop splits the batch per world size
@@ -60,7 +61,6 @@ def main(_):
                                   vocab_size=spec.bert_config.vocab_size),
       eval_dataset_fn=dataset_fn(spec.data, spec.run, spec.data.eval_files, is_training=False,
                                  vocab_size=spec.bert_config.vocab_size))
-  pipeline = pipeline_flags.to_spec(FLAGS, spec.bert_config)
   if pipeline is None:
     trainer = training.Pretrainer(spec.bert_config, spec.run, spec.optimizer, runtime, **datasets)
   else:

@@ -15,6 +15,7 @@ from typing import Optional
 
 from absl import flags as absl_flags
 
+from bert_tf.configs.run import PipelineConfig, RunSpec
 from bert_tf.pipeline import balance
 from bert_tf.pipeline import conf as conf_lib
 from flags import common
@@ -117,6 +118,14 @@ def problems(v) -> list[str]:
                  "in pipeline mode; give one)")
   if v.pipeline_steps_per_call < 1:
     found.append(f"--pipeline_steps_per_call must be >= 1, got {v.pipeline_steps_per_call}")
+  if (v.pipeline_schedule != "2bw" and v.pipeline_steps_per_call != 1
+      and common.changed(v, "pipeline_steps_per_call")):
+    found.append(f"--pipeline_steps_per_call={v.pipeline_steps_per_call} applies to "
+                 f"--pipeline_schedule=2bw; {v.pipeline_schedule} flushes every step (one step "
+                 "per graph)")
+  if v.use_xla:
+    found.append("--use_xla does not apply in pipeline mode (--pipeline_config / "
+                 "--pipeline_stages): a compiled function cannot span the stages' devices")
   if found:
     return found
   try:
@@ -145,5 +154,20 @@ def to_spec(v, bert) -> Optional[PipelineSpec]:
                                  bert.intermediate_size, bert.vocab_size, v.max_seq_length,
                                  getattr(v, "max_predictions_per_seq", 0))
     conf, shares = balance.balanced_conf(v.pipeline_stages, costs)
-  return PipelineSpec(conf, v.pipeline_schedule, microbatches(v), v.pipeline_steps_per_call,
-                      shares)
+  per_call = v.pipeline_steps_per_call if v.pipeline_schedule == "2bw" else 1
+  return PipelineSpec(conf, v.pipeline_schedule, microbatches(v), per_call, shares)
+
+
+def resolve(v, spec: RunSpec) -> tuple[RunSpec, Optional[PipelineSpec]]:
+  """In pipeline mode, the run's spec as it runs: m as the accumulation steps and the pipeline
+  section (what run_config.json records), and the pipeline's layout and schedule; else
+  ``(spec, None)``. Before ``record_run``."""
+  pipeline = to_spec(v, spec.bert_config)
+  if pipeline is None:
+    return spec, None
+  section = PipelineConfig(
+      schedule=pipeline.schedule, num_microbatches=pipeline.num_microbatches,
+      steps_per_call=pipeline.steps_per_call, conf_file=v.pipeline_config or None,
+      layout=pipeline.conf.to_json())
+  run = dataclasses.replace(spec.run, gradient_accumulation_steps=pipeline.num_microbatches)
+  return dataclasses.replace(spec, run=run, pipeline=section), pipeline

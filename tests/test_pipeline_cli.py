@@ -2,7 +2,8 @@
 2 stages on 2 logical CPUs, 1f1b, train then eval; the same run as 2 localhost processes (one
 stage each, TensorFlow's cluster runtime), its stage process killed (the client then exits with
 an error) and both relaunched, resumes and ends on the same checkpoint bitwise; bad pipeline
-flags are refused up front."""
+flags are refused up front; run_config.json records the pipeline and its m; the shipped
+BERT-24 8 x 8 recipe validates."""
 import json
 import os
 import sys
@@ -56,6 +57,12 @@ def test_conf_json_1f1b_train_and_eval(single_process):
   assert "1 replica(s) x 2 micro-batch x 4 accumulation" in log
   saved = json.loads((out / "pipeline_conf.json").read_text())
   assert saved["module_to_stage_map"] == [0, 1, 1] and saved["num_microbatches"] == 4
+  # run_config.json: m as the accumulation steps, and the pipeline section.
+  resolved = json.loads((out / "run_config.json").read_text())
+  assert resolved["train"]["gradient_accumulation_steps"] == 4
+  assert resolved["pipeline"] == {"schedule": "1f1b", "num_microbatches": 4,
+                                  "steps_per_call": 1, "conf_file": str(tmp_path / "conf.json"),
+                                  "layout": TWO}
   assert os.path.exists(out / f"ckpt-{STEPS}.index")
   assert os.path.exists(out / "eval_results.txt")
   # The engine's logging in pipeline mode: steps/s (after the traced first call) and the
@@ -136,6 +143,91 @@ def test_bad_pipeline_flags_are_refused_before_running(tmp_path, extra, message)
   values(["prog"] + args)
   with pytest.raises(Exception, match=message):
     pretraining_flags.validate(values)
+
+
+def _flag_values(tmp_path, *args):
+  """run_pretraining.py's flags parsed from ``args`` after the tiny model's required flags (no
+  data is read before training)."""
+  from absl import flags as absl_flags
+  from flags import pretraining as pretraining_flags
+  tiny_config(num_hidden_layers=4).to_json_file(tmp_path / "bert_config.json")
+  (tmp_path / "conf.json").write_text(json.dumps(TWO))
+  values = absl_flags.FlagValues()
+  pretraining_flags.define_pretraining_flags(values)
+  values(["prog", f"--bert_config_file={tmp_path / 'bert_config.json'}", "--do_train",
+          "--input_file=unread.tfrecord", f"--output_dir={tmp_path / 'out'}",
+          "--max_seq_length=16", "--max_predictions_per_seq=3", "--train_batch_size=8",
+          *[a.format(conf=tmp_path / "conf.json") for a in args]])
+  return values
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("extra,message", [
+    (["--use_xla"], "--use_xla does not apply in pipeline mode"),
+    (["--pipeline_steps_per_call=4"],
+     "--pipeline_steps_per_call=4 applies to --pipeline_schedule=2bw; 1f1b flushes"),
+    (["--pipeline_schedule=gpipe", "--pipeline_steps_per_call=3"],
+     "--pipeline_steps_per_call=3 applies to --pipeline_schedule=2bw; gpipe flushes"),
+])
+def test_flags_pipeline_mode_would_ignore_are_refused(tmp_path, extra, message):
+  """Neither the pipeline's compiled loop nor a flush schedule reads these: refused, named."""
+  from flags import pretraining as pretraining_flags
+  values = _flag_values(tmp_path, "--pipeline_config={conf}", "--num_microbatches=4", *extra)
+  with pytest.raises(Exception, match=message):
+    pretraining_flags.validate(values)
+
+
+@pytest.mark.unit
+def test_2bw_steps_per_call_validates_and_the_spec_carries_the_pipeline(tmp_path):
+  """2bw takes --pipeline_steps_per_call; the run's spec (what run_config.json records) has m
+  as its accumulation steps and the pipeline section; a flush schedule records 1 per call."""
+  from flags import pipeline as pipeline_flags
+  from flags import pretraining as pretraining_flags
+  values = _flag_values(tmp_path, "--pipeline_config={conf}", "--num_microbatches=4",
+                        "--pipeline_schedule=2bw", "--pipeline_steps_per_call=4",
+                        "--num_train_steps=8", "--num_warmup_steps=1",
+                        "--iterations_per_loop=4", "--save_checkpoints_steps=4")
+  pretraining_flags.validate(values)
+  spec, pipeline = pipeline_flags.resolve(values, pretraining_flags.to_configs(values))
+  assert spec.run.gradient_accumulation_steps == 4 and pipeline.steps_per_call == 4
+  assert spec.pipeline.layout == TWO and spec.pipeline.schedule == "2bw"
+  assert spec.pipeline.conf_file == str(tmp_path / "conf.json")
+  assert spec.sections()["pipeline"] == spec.pipeline
+  flush = _flag_values(tmp_path, "--pipeline_stages=2", "--num_microbatches=2")
+  spec, _ = pipeline_flags.resolve(flush, pretraining_flags.to_configs(flush))
+  assert spec.pipeline.steps_per_call == 1 and spec.pipeline.conf_file is None
+  assert spec.pipeline.layout["stage_to_rank_map"] == {"0": [0], "1": [1]}
+  plain = _flag_values(tmp_path)
+  spec, pipeline = pipeline_flags.resolve(plain, pretraining_flags.to_configs(plain))
+  assert pipeline is None and spec.pipeline is None
+
+
+@pytest.mark.unit
+def test_bert24_8x8_recipe_validates(monkeypatch):
+  """recipes/pipeline/bert24_8x8.{flags,json} through run_pretraining.py's real validation
+  (from the repository root, as its comment says to run it): issue 11's layout, 8 stages x 8
+  ranks of BERT-Large, m = 64."""
+  from absl import flags as absl_flags
+  from bert_tf.pipeline import conf as conf_lib
+  from flags import pipeline as pipeline_flags
+  from flags import pretraining as pretraining_flags
+  monkeypatch.chdir(launch.ROOT)
+  values = absl_flags.FlagValues()
+  pretraining_flags.define_pretraining_flags(values)
+  values(["prog", "--flagfile=recipes/pipeline/bert24_8x8.flags", "--bert_preset=large",
+          "--vocab_size=30522", "--input_file=data/*.tfrecord", "--output_dir=/tmp/out"])
+  pretraining_flags.validate(values)
+  spec, pipeline = pipeline_flags.resolve(values, pretraining_flags.to_configs(values))
+  assert spec.bert_config.num_hidden_layers == 24
+  assert pipeline.conf.to_json() == {
+      "module_to_stage_map": [0, 1, 2, 3, 4, 5, 6, 7, 7],
+      "stage_to_rank_map": {str(s): list(range(8 * s, 8 * s + 8)) for s in range(8)}}
+  assert pipeline.num_microbatches == 64 and pipeline.num_microbatches % pipeline.conf.replicas == 0
+  assert [layout.layers for layout in pipeline.conf.stage_layouts(24)] == [
+      tuple(range(3 * s, 3 * s + 3)) for s in range(8)]
+  spec.run.check_divisible(1)   # 4096 sequences in m = 64 micro-batches
+  for schedule in conf_lib.SCHEDULES:   # 2bw too: m >= 8 stages x 8 replicas
+    conf_lib.check_for_run(pipeline.conf, schedule, pipeline.num_microbatches, 24)
 
 
 @pytest.mark.integration

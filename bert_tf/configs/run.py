@@ -7,6 +7,7 @@
   DistributionConfig   where it runs (one device, Mirrored, MultiWorkerMirrored, Horovod)
   PretrainingInputConfig / ClassifierInputConfig   every data flag, so a run's output
                        directory says which data it read and how
+  PipelineConfig       pipeline mode: the layout (conf.json) and schedule the run used
 
 The command-line tools build these once from flags (``flags/``) and write them all to
 ``--output_dir/run_config.json``; library code receives them and never reads flags.
@@ -166,6 +167,18 @@ class Phases:
 
 
 @dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Pipeline mode (README 'Pipeline parallelism'): what the stages ran. m is also the run
+  section's gradient_accumulation_steps."""
+  schedule: str                        # gpipe | 1f1b | 2bw
+  num_microbatches: int                # m, micro-batches per optimizer step
+  steps_per_call: int = 1              # 2bw: steps unrolled per graph; gpipe, 1f1b: 1
+  conf_file: Optional[str] = None      # --pipeline_config; None: split by --pipeline_stages
+  layout: Optional[dict] = None        # the conf.json content used (module_to_stage_map,
+                                       # stage_to_rank_map), the automatic split's too
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSpec:
   """A command's whole configuration, resolved once from flags in ``main()``; its sections
   are what ``run_config.json`` holds."""
@@ -176,6 +189,7 @@ class RunSpec:
   data: Union[PretrainingInputConfig, ClassifierInputConfig]
   phases: Phases
   init_checkpoint: Optional[str] = None
+  pipeline: Optional[PipelineConfig] = None   # pipeline mode only
 
   def sections(self) -> dict:
     sections = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
