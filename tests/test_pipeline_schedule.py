@@ -191,3 +191,23 @@ def test_bad_files_and_runs(tmp_path):
   with pytest.raises(conf_lib.PipelineConfigError, match="a BERT of 3 layers takes 6"):
     conf_lib.check_for_run(conf, "1f1b", 4, num_layers=3)
   conf_lib.check_for_run(conf, "2bw", 2, num_layers=4)
+
+
+@pytest.mark.timeout(180)
+def test_2bw_refuses_steps_its_graph_calls_cannot_end_on(tmp_path):
+  """2bw, two steps per graph call: a stop (or resume) step that is not a multiple of 2 would
+  leave a remainder no call runs, and the engine's loop would repeat with the step unchanged.
+  Refused with an error naming the steps, by the pretrainer (before any step) and by its
+  compiled loop for a call of an odd step count. (Tiny 2-stage model; the hard timeout fails
+  the hang this guards against.)"""
+  import tensorflow as tf
+  from bert_tf.testing import pipeline_runs
+  trainer = pipeline_runs.build(tmp_path, pipeline_runs.TWO, "2bw", steps=4, m=2,
+                                steps_per_call=2)
+  with pytest.raises(conf_lib.PipelineConfigError,
+                     match=r"2bw runs 2 steps per graph call .* from step 0 to step 1 "):
+    trainer.train(stop_after_steps=1)
+  assert trainer.current_step() == 0
+  iterator = iter(trainer.distributed_train_dataset(0))
+  with pytest.raises(conf_lib.PipelineConfigError, match="from step 0 to step 3 "):
+    trainer.compiled_train_loop()(iterator, tf.constant(3))

@@ -179,6 +179,20 @@ class PipelineMixin:
                    "num_microbatches": self.config.gradient_accumulation_steps}, f, indent=1)
     return step
 
+  def fit(self, iterator, start, target, **kwargs):
+    """The engine's loop, refused up front when 2bw's graph calls cannot end on ``start`` and
+    ``target``: a loop call runs a multiple of the steps per call, so a remainder would never
+    run and the loop would repeat with the step unchanged (a resume from a gpipe checkpoint or
+    one of another --pipeline_steps_per_call, a stop step that is not a multiple)."""
+    if start % self.steps_per_call or target % self.steps_per_call:
+      raise conf_lib.PipelineConfigError(self._per_call_problem(start, target))
+    return super().fit(iterator, start, target, **kwargs)
+
+  def _per_call_problem(self, start: int, target: int) -> str:
+    return (f"2bw runs {self.steps_per_call} steps per graph call (--pipeline_steps_per_call); "
+            f"training from step {start} to step {target} needs both to be multiples of it: "
+            "pass --pipeline_steps_per_call=1 (or a divisor of both)")
+
   def build_train_loop(self):
     """The engine's compiled loop with the pipeline step: ``(iterator, num_steps) -> summed
     metrics``; ``Engine.fit`` runs it unchanged. Each call also logs the per-stage timing
@@ -200,6 +214,10 @@ class PipelineMixin:
     compiled = tf.function(loop)
 
     def timed_loop(iterator, num_steps):
+      if int(num_steps) % per_call:   # would run no step for the remainder (see fit)
+        step_now = self.current_step()
+        raise conf_lib.PipelineConfigError(
+            self._per_call_problem(step_now, step_now + int(num_steps)))
       began = time.perf_counter()
       totals = compiled(iterator, num_steps).numpy()
       wall = time.perf_counter() - began
@@ -245,14 +263,6 @@ class PipelineClassifierTrainer(PipelineMixin, ClassifierTrainer):
   """``ClassifierTrainer`` (run_classifier.py) over a pipeline layout: its task, plan, data,
   evaluation and prediction, the step of the pipeline engine. The plan's step count must be a
   multiple of 2bw's steps per call (fine-tuning: use --pipeline_steps_per_call=1)."""
-
-  def fit(self, iterator, start, target, **kwargs):
-    if start % self.steps_per_call or target % self.steps_per_call:
-      raise conf_lib.PipelineConfigError(
-          f"fine-tuning steps {start} -> {target} are not multiples of the 2bw steps per call "
-          f"({self.steps_per_call}); pass --pipeline_steps_per_call=1")
-    return super().fit(iterator, start, target, **kwargs)
-
 
 def from_spec(pipeline, spec, runtime: Runtime, *args, trainer=None, **kwargs):
   """run_pretraining.py's (default) or run_classifier.py's (``trainer=
