@@ -121,7 +121,7 @@ def _mib(n):
 def _pipeline_trainer(args, config, features, conf, out, kind, m, recompute):
   from bert_tf.pipeline.trainer import PipelinePretrainer, pipeline_runtime
   from bert_tf.testing import builders
-  train, opt = builders._split(  # pylint: disable=protected-access
+  train, opt = builders.split_configs(
       dict(gradient_accumulation_steps=m, recompute=recompute), builders.TrainConfig,
       dict(output_dir=out, train_batch_size=args.batch, max_seq_length=args.seq,
            max_predictions_per_seq=8, num_train_steps=1000, iterations_per_loop=2,

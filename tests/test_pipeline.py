@@ -14,7 +14,8 @@ Tiny odd-sized config (3 layers, hidden 32, vocab 99, sequence 16), dropout 0, f
 said. The test process has 2 logical CPU devices (conftest): 4-stage layouts put stages 0 and
 2 on CPU:0 and 1 and 3 on CPU:1. The 2 stages x 2 ranks runs need 4 devices, which this process
 cannot have once TensorFlow is initialised: they run together in one subprocess of 4 logical
-CPU devices (``replicated_child``), rank r on CPU:r, and the tests here compare what it saved.
+CPU devices (``bert_tf.testing.pipeline_runs.replicated_child``), rank r on CPU:r, and the
+tests here compare what it saved.
 """
 import collections
 import os
@@ -30,7 +31,6 @@ import tensorflow as tf
 import tf_keras
 
 from bert_tf import checkpoints, distribution, optimization
-from bert_tf.configs import TrainConfig
 from bert_tf.fault_tolerance import Preempted
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
 from bert_tf.pipeline import conf as conf_lib
@@ -38,53 +38,14 @@ from bert_tf.pipeline.engine import PipelineStep
 from bert_tf.pipeline.trainer import PipelinePretrainer, pipeline_runtime
 from bert_tf.testing import builders
 from bert_tf.testing.files import read_metrics
-from bert_tf.testing.synthetic import pretraining_features
-from bert_tf.testing.tiny import TRAIN_BATCH, TRAIN_PREDICTIONS, TRAIN_SEQ, tiny_config
+from bert_tf.testing.pipeline_runs import (CONFIG, DEVICES, FEATURES, FOUR, M, REPLICA_DEVICES,
+                                           REPLICATED, STEPS, TWO, build, max_diff, pipeline,
+                                           traced_ops, train_configs, weights)
+from bert_tf.testing.tiny import TRAIN_BATCH
 from bert_tf.training.pretraining import PretrainingTask
 
 pytestmark = pytest.mark.integration
-M, STEPS, CONFIG = 4, 4, tiny_config(num_hidden_layers=3)
-FEATURES = pretraining_features(CONFIG, batch=64, seq=TRAIN_SEQ, predictions=TRAIN_PREDICTIONS,
-                                seed=0)
-TWO = {"module_to_stage_map": [0, 0, 1, 1, 1, 1], "stage_to_rank_map": {"0": [0], "1": [1]}}
-FOUR = {"module_to_stage_map": [0, 1, 2, 3, 3, 3],   # stage 0: the embeddings alone
-        "stage_to_rank_map": {str(s): [s] for s in range(4)}}
-DEVICES = ["/device:CPU:0", "/device:CPU:1"] * 2
 OVERRIDES = dict(gradient_accumulation_steps=M, steps=STEPS)
-
-
-def _configs(output_dir, steps=STEPS, **overrides):
-  return builders._split(  # pylint: disable=protected-access
-      {"gradient_accumulation_steps": M, **overrides}, TrainConfig,
-      dict(output_dir=str(output_dir), train_batch_size=TRAIN_BATCH, max_seq_length=TRAIN_SEQ,
-           max_predictions_per_seq=TRAIN_PREDICTIONS, num_train_steps=steps,
-           iterations_per_loop=2, save_checkpoints_steps=2, seed=1),
-      dict(name="adamw", learning_rate=5e-3, num_train_steps=steps, num_warmup_steps=1))
-
-
-def build(output_dir, layout, schedule, steps=STEPS, m=M, overrides=None, **kwargs):
-  conf = conf_lib.parse_conf(layout)
-  train, opt = _configs(output_dir, steps, gradient_accumulation_steps=m, **(overrides or {}))
-  kwargs.setdefault("devices", DEVICES)
-  return PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, schedule),
-                            builders.dataset_fn(FEATURES), conf=conf, schedule=schedule,
-                            **kwargs)
-
-
-def pipeline(output_dir, layout, schedule, steps=STEPS, stop_after=None, m=M, overrides=None,
-             **kwargs):
-  trainer = build(output_dir, layout, schedule, steps, m, overrides, **kwargs)
-  trainer.fit_metrics = trainer.train(stop_after_steps=stop_after)
-  return trainer
-
-
-def weights(model):
-  return {v.name: v.numpy() for v in model.variables}
-
-
-def max_diff(a, b):
-  assert a.keys() == b.keys()
-  return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
 
 
 @pytest.fixture(scope="module")
@@ -96,46 +57,26 @@ def reference(tmp_path_factory):
   return weights(trainer.model), metrics
 
 
-REPLICATED = {**TWO, "stage_to_rank_map": {"0": [0, 2], "1": [1, 3]}}   # 2 stages x 2 ranks
-REPLICA_DEVICES = [f"/device:CPU:{r}" for r in range(4)]   # rank r on CPU:r (replicated_child)
-
-
+@pytest.mark.parametrize("layout", ["FOUR", "TWO"])
 @pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
-def test_flush_schedules_equal_accumulation(tmp_path, reference, schedule):
-  """m = 4 on 4 stages (stage 0 holds the embeddings alone). Plain 2-stage layouts add no code
-  path: the replicated test below runs each replica's 2-stage pipeline, and gpipe on 2 stages
-  runs in the mixed-precision test."""
-  trainer = pipeline(tmp_path, FOUR, schedule)
+def test_flush_schedules_equal_accumulation(tmp_path, reference, schedule, layout):
+  """m = 4 on 4 stages (stage 0 holds the embeddings alone) and on 2 plain stages, fp32; the
+  4-stage 1f1b run also checks placement and that its checkpoint loads by name."""
+  stages = {"FOUR": FOUR, "TWO": TWO}[layout]
+  trainer = pipeline(tmp_path, stages, schedule)
   ref_weights, ref_metrics = reference
   diff = max_diff(weights(trainer.model), ref_weights)
   loss_diff = abs(trainer.fit_metrics["loss"] - ref_metrics["loss"])
-  print(f"{schedule} on 4 stages: max |w - w_ref| = {diff:.2e}, |loss - loss_ref| = "
-        f"{loss_diff:.2e}")
+  print(f"{schedule} on {trainer.conf.num_stages} stages: max |w - w_ref| = {diff:.2e}, "
+        f"|loss - loss_ref| = {loss_diff:.2e}")
   assert diff <= 1e-6 and loss_diff <= 1e-6
   # One trace for the run: every stage's optimizer slots exist before the first call.
   assert trainer.compiled_train_loop().function.experimental_get_tracing_count() == 1
   assert {v.device[-5:] for v in trainer.staged.variables[1]} == {"CPU:1"}
   assert trainer.stage_optimizers[1].iterations.device.endswith("CPU:1")
-  if schedule == "1f1b":
+  if schedule == "1f1b" and layout == "FOUR":
     check_stage_work_placement(trainer)
     checkpoint_loads_into_single_device_models(trainer, tmp_path)
-
-
-def traced_ops(trainer):
-  """Every op of the traced training loop (its one trace: the same signature does not
-  retrace), the while loop's body included."""
-  loop = trainer.compiled_train_loop()
-  graph = loop.function.get_concrete_function(iter(trainer.distributed_train_dataset(0)),
-                                              tf.constant(2)).graph.as_graph_def()
-  return list(graph.node) + [n for f in graph.library.function for n in f.node_def]
-
-
-def softmax_placement(trainer):
-  """(layer, device) -> Softmax ops (that layer's attention probabilities) in the traced
-  training loop: forward, and under full recompute again in the backward."""
-  found = [(re.search(r"layer_\d+", n.name), n.device[-5:]) for n in traced_ops(trainer)
-           if n.op == "Softmax"]
-  return collections.Counter((layer.group(0), device) for layer, device in found if layer)
 
 
 def check_stage_work_placement(trainer):
@@ -181,7 +122,7 @@ def checkpoint_loads_into_single_device_models(trainer, output_dir):
 
 def two_bw_reference(steps, m):
   """S = M = W0; per batch: g = grad f(S) over m micro-batches, clipped; S <- M; M <- opt(M, g)."""
-  train, opt_config = _configs("/unused", steps, gradient_accumulation_steps=m)
+  train, opt_config = train_configs("/unused", steps, gradient_accumulation_steps=m)
   tf_keras.utils.set_random_seed(train.seed)
   task = PretrainingTask(train)
   model, stash = task.build_model(CONFIG, train), task.build_model(CONFIG, train)
@@ -241,39 +182,10 @@ def test_2bw_equals_the_delayed_update_across_a_resume(tmp_path, reference):
   assert flush_diff > 1e-4
 
 
-def replicated_child(output_dir):
-  """The 2 stages x 2 ranks runs, in a process of 4 logical CPU devices (the subprocess of the
-  ``replicated`` fixture; rank r on CPU:r, so every replica of every stage has a device of its
-  own): 1f1b with --recompute=full (m = 4, 4 steps: 2 micro-batches per replica pipeline, every
-  block recomputed in its backward on its replica's device), then 2bw (m = 4, 3 steps of one
-  graph each: each replica keeps its own stash on its devices). Pickles to
-  ``output_dir/replicated.pkl`` the weights, loss and the placement facts the tests check."""
-  facts = {"cpu_devices": len(tf.config.list_logical_devices("CPU"))}
-
-  def replica_facts(trainer, replicas):
-    return {"devices": {(r, s): sorted({v.device[-5:] for v in replica.variables[s]})
-                        for r, replica in enumerate(replicas) for s in range(2)},
-            "replica_diff": max_diff(weights(replicas[1].model), weights(replicas[0].model)),
-            "traces": trainer.compiled_train_loop().function.experimental_get_tracing_count()}
-
-  flush = pipeline(os.path.join(output_dir, "1f1b"), REPLICATED, "1f1b", devices=REPLICA_DEVICES,
-                   overrides=dict(recompute="full"))
-  facts["1f1b"] = {**replica_facts(flush, flush.replicas), "weights": weights(flush.model),
-                   "loss": flush.fit_metrics["loss"],
-                   "iterations": [o.iterations.device[-5:] for o in flush.stage_optimizers],
-                   "softmax": dict(softmax_placement(flush))}
-  delayed = pipeline(os.path.join(output_dir, "2bw"), REPLICATED, "2bw", steps=3,
-                     devices=REPLICA_DEVICES, steps_per_call=1)
-  facts["2bw"] = {**replica_facts(delayed, delayed.replicas), "weights": weights(delayed.model),
-                  "stashes": replica_facts(delayed, delayed.stashes)}
-  with open(os.path.join(output_dir, "replicated.pkl"), "wb") as f:
-    pickle.dump(facts, f)
-
-
 # Before TensorFlow initialises in the child: its CPU split into 4, then this module's runs.
 CHILD = ("import sys; import bert_tf; from bert_tf import distribution; "
-         "distribution.split_cpu(4); sys.path.insert(0, sys.argv[1]); import test_pipeline; "
-         "test_pipeline.replicated_child(sys.argv[2])")
+         "distribution.split_cpu(4); from bert_tf.testing import pipeline_runs; "
+         "pipeline_runs.replicated_child(sys.argv[1])")
 
 
 @pytest.fixture(scope="module")
@@ -282,8 +194,7 @@ def replicated(tmp_path_factory):
   output_dir = tmp_path_factory.mktemp("replicated")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   with open(output_dir / "child.log", "w") as log:
-    child = subprocess.Popen([sys.executable, "-c", CHILD, os.path.dirname(__file__),
-                              str(output_dir)], cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(output_dir)], cwd=root, stdout=log, stderr=subprocess.STDOUT)
     try:
       delayed_reference = two_bw_reference(3, m=M)
       returncode = child.wait(timeout=600)
@@ -348,7 +259,7 @@ def test_2bw_learns_like_the_flush_update(tmp_path):
                             gradient_accumulation_steps=2, iterations_per_loop=1)
   ref.train()
   conf = conf_lib.parse_conf(TWO)
-  train, opt = _configs(tmp_path / "2bw", steps, gradient_accumulation_steps=2)
+  train, opt = train_configs(tmp_path / "2bw", steps, gradient_accumulation_steps=2)
   PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, "2bw"),
                      builders.dataset_fn(features), conf=conf, schedule="2bw", devices=DEVICES,
                      steps_per_call=1).train()
@@ -393,9 +304,12 @@ def test_mixed_precision_equals_one_device_under_the_same_policy(tmp_path, dtype
     assert scales == [float(ref.optimizer.loss_scale)] * 2, scales
 
 
-def test_fp16_overflow_in_one_stage_skips_the_step_on_every_stage(tmp_path, monkeypatch):
+@pytest.mark.parametrize("schedule", ["1f1b", "2bw"])
+def test_fp16_overflow_in_one_stage_skips_the_step_on_every_stage(tmp_path, monkeypatch,
+                                                                   schedule):
   """Stage 0's gradient is made non-finite in step 0 only (stage 1's stays finite): no
-  stage's weights or optimizer move, every stage's loss scale halves, one skipped step."""
+  stage's weights or optimizer move, every stage's loss scale halves, one skipped step (2bw,
+  one step per graph: its stash, W(t-1), does not move either)."""
   original = PipelineStep._stage_grads
 
   def poisoned(self, t, s):
@@ -408,12 +322,15 @@ def test_fp16_overflow_in_one_stage_skips_the_step_on_every_stage(tmp_path, monk
     return grads, variables
 
   monkeypatch.setattr(PipelineStep, "_stage_grads", poisoned)
-  trainer = build(tmp_path, TWO, "1f1b", steps=2, m=2, overrides=dict(dtype="fp16"))
+  trainer = build(tmp_path, TWO, schedule, steps=2, m=2, overrides=dict(dtype="fp16"))
   trainer.restore()
   initial = weights(trainer.model)
   trainer.train(stop_after_steps=1)
   assert int(trainer.skipped_steps.numpy()) == 1 and trainer.current_step() == 1
   assert max_diff(weights(trainer.model), initial) == 0.0
+  if schedule == "2bw":
+    assert all(np.array_equal(w.numpy(), initial[v.name]) for w, v in zip(
+        trainer.stash.model.trainable_variables, trainer.model.trainable_variables))
   initial_scale = trainer.config.initial_loss_scale
   assert [float(o.loss_scale) for o in trainer.stage_optimizers] == [initial_scale / 2] * 2
   # tf_keras's LossScaleOptimizer counts a skipped step in iterations (one device too).
@@ -426,12 +343,12 @@ def test_fp16_overflow_in_one_stage_skips_the_step_on_every_stage(tmp_path, monk
 
 
 def test_layouts_the_run_cannot_take(tmp_path):
-  train, opt = _configs(tmp_path, gradient_accumulation_steps=2)
+  train, opt = train_configs(tmp_path, gradient_accumulation_steps=2)
   conf = conf_lib.parse_conf(REPLICATED)
   with pytest.raises(conf_lib.PipelineConfigError, match="--num_microbatches >= 4, got 2"):
     PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, "2bw"), conf=conf,
                        schedule="2bw", devices=REPLICA_DEVICES)
-  train, opt = _configs(tmp_path)
+  train, opt = train_configs(tmp_path)
   conf = conf_lib.parse_conf({**TWO, "stage_to_rank_map": {"0": [0], "1": [5]}})
   with pytest.raises(conf_lib.PipelineConfigError, match="ranks up to 5 need 6 CPU devices"):
     PipelinePretrainer(CONFIG, train, opt, pipeline_runtime(conf, "1f1b"), conf=conf,

@@ -34,7 +34,7 @@ M, STEPS = 4, 2
 def _configs(output_dir, **overrides):
   """8 examples per step padded to 24 tokens (google's batching), m = 4 micro-batches of 2,
   no warm-up (the first step's learning rate is not 0), 8 planned steps, 2 run."""
-  return builders._split(  # pylint: disable=protected-access
+  return builders.split_configs(
       overrides, FinetuneConfig,
       dict(output_dir=str(output_dir), train_batch_size=8, batch_size_in_tokens=False,
            eval_batch_size=8, max_seq_length=24, num_train_epochs=1, warmup_proportion=0.0,

@@ -25,7 +25,9 @@ def dataset_fn(features: dict):
   return fn
 
 
-def _split(overrides: dict, run_config_type, defaults: dict, optimizer_defaults: dict):
+def split_configs(overrides: dict, run_config_type, defaults: dict, optimizer_defaults: dict):
+  """(``run_config_type``, OptimizerConfig) from ``defaults`` / ``optimizer_defaults`` with
+  ``overrides`` sent to whichever config has the field (unknown names: TypeError)."""
   run_fields = {f.name for f in dataclasses.fields(run_config_type)}
   opt_fields = {f.name for f in dataclasses.fields(OptimizerConfig)}
   unknown = set(overrides) - run_fields - opt_fields
@@ -50,7 +52,7 @@ def pretrainer(output_dir, runtime="one_device", *, steps=2, optimizer="adamw",
   if features is None:
     features = pretraining_features(config, batch=64, seq=TRAIN_SEQ,
                                     predictions=TRAIN_PREDICTIONS, seed=features_seed)
-  train, opt = _split(
+  train, opt = split_configs(
       overrides, TrainConfig,
       dict(output_dir=str(output_dir), train_batch_size=TRAIN_BATCH, max_seq_length=TRAIN_SEQ,
            max_predictions_per_seq=TRAIN_PREDICTIONS, num_train_steps=steps,
@@ -65,7 +67,7 @@ def classifier_trainer(output_dir, runtime="one_device", *, config: BertConfig, 
                        **overrides):
   """A ClassifierTrainer of ``config`` for ``task`` (a Task or a task name): token batches of
   512 (eval 4096) at sequence length 64, 4 epochs, AdamW at 5e-4, a log line every 20 steps."""
-  run, opt = _split(
+  run, opt = split_configs(
       overrides, FinetuneConfig,
       dict(output_dir=str(output_dir), train_batch_size=512, batch_size_in_tokens=True,
            eval_batch_size=4096, max_seq_length=64, num_train_epochs=4,
