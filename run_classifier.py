@@ -140,6 +140,8 @@ def main(_):
   if phases.do_predict:
     for path in trainer.predict(features("test"), init_checkpoint=spec.init_checkpoint):
       logging.info("wrote %s", path)
+  if pipeline is not None:   # a cluster's servers exit 0 only after this
+    cluster.finish_if_client()
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ def main(_):
     results = trainer.evaluate()
     for key in sorted(results):
       logging.info("eval %s = %s", key, results[key])
+  if pipeline is not None:   # a cluster's servers exit 0 only after this
+    cluster.finish_if_client()
 
 
 if __name__ == "__main__":

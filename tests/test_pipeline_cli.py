@@ -115,6 +115,8 @@ def test_two_processes_killed_and_relaunched_equal_one_process(single_process):
   log = launch.read_log(tmp_path, 0)
   assert f"(step {resumed_step})" in log and "pipeline server 1 of 2" in launch.read_log(
       tmp_path, 1)
+  # The server exited 0 because the client marked its clean finish (without the marker: 1).
+  assert "finished; server 1 exits" in launch.read_log(tmp_path, 1)
   print(f"relaunched from step {resumed_step}")
   got = _model_weights(str(out / f"ckpt-{STEPS}"))
   expected = _model_weights(str(tmp_path / "out" / f"ckpt-{STEPS}"))

@@ -10,13 +10,17 @@ hand-written communication (see ../shared/PIPELINE.md §3.1).
 
 A server has no way to learn that the client finished (``Server.join`` never returns), so it
 watches the client's port and exits once the client is gone: a finished or killed client does
-not leave servers behind. A killed server makes the client's next step fail with an error.
+not leave servers behind. A client that finished cleanly first writes a marker file on every
+server's machine (``finish_if_client``: an op placed on that server's task); a server whose
+client is gone without it exits non-zero, so a killed or failed client does not look like
+success. A killed server makes the client's next step fail with an error.
 """
 from __future__ import annotations
 
 import json
 import os
 import socket
+import tempfile
 import time
 from typing import Optional
 
@@ -51,8 +55,19 @@ def _listening(address: str) -> bool:
     return False
 
 
+def done_marker(workers: list, index: int) -> str:
+  """Task ``index``'s marker of a clean finish: a file on its own machine, named by its address
+  (several clusters on one machine have other ports)."""
+  host, port = workers[index].rsplit(":", 1)
+  return os.path.join(tempfile.gettempdir(), f"bert_tf_pipeline_{host}_{port}_{index}.done")
+
+
 def serve(workers: list, index: int, startup_timeout: float = 600.0) -> None:
-  """Runs task ``index``'s server until the client (task 0) has come and gone."""
+  """Runs task ``index``'s server until the client (task 0) has come and gone. Returns if the
+  client wrote this task's ``done_marker`` (a clean finish); else raises SystemExit (exit 1)."""
+  marker = done_marker(workers, index)
+  if os.path.exists(marker):   # a previous run's
+    os.remove(marker)
   server = tf.distribute.Server(tf.train.ClusterSpec({JOB: workers}), job_name=JOB,
                                 task_index=index, protocol="grpc", start=True)
   logging.info("pipeline server %d of %d at %s; waiting for the client %s", index,
@@ -65,7 +80,11 @@ def serve(workers: list, index: int, startup_timeout: float = 600.0) -> None:
     elif seen:
       misses += 1
       if misses >= 3:
-        logging.info("the client %s is gone; server %d exits", workers[0], index)
+        if not os.path.exists(marker):
+          raise SystemExit(f"pipeline server {index}: the client {workers[0]} is gone without "
+                           "finishing (killed or failed); exit 1")
+        os.remove(marker)
+        logging.info("the client %s finished; server %d exits", workers[0], index)
         return
     elif time.monotonic() - began > startup_timeout:
       raise TimeoutError(f"the pipeline client {workers[0]} did not appear within "
@@ -97,3 +116,16 @@ def connect_if_cluster() -> Optional[list]:
   kind, per_task = ("GPU", gpus) if gpus else ("CPU", 1)
   return [f"/job:{JOB}/replica:0/task:{t}/device:{kind}:{d}"
           for t in range(len(workers)) for d in range(per_task)]
+
+
+def finish_if_client() -> None:
+  """In a cluster, on task 0 after a clean run: writes every server's ``done_marker`` (each
+  write runs on that server's task), so the servers exit 0 once the client is gone. Elsewhere:
+  nothing."""
+  found = tf_config()
+  if found is None or found[1] != 0:
+    return
+  workers = found[0]
+  for task in range(1, len(workers)):
+    with tf.device(f"/job:{JOB}/replica:0/task:{task}/device:CPU:0"):
+      tf.io.write_file(done_marker(workers, task), "done")
