@@ -99,7 +99,7 @@ def _is_non_model(name: str) -> bool:
   return name in _NON_MODEL_NAMES or name.endswith(_NON_MODEL_SUFFIXES)
 
 
-def _checkpoint_prefix(path: str) -> str:
+def checkpoint_prefix(path: str) -> str:
   """Accepts a checkpoint prefix or a directory holding one (``checkpoint`` file or single
   ``*.index``); raises naming the path otherwise."""
   if tf.io.gfile.isdir(path):
@@ -117,9 +117,13 @@ def _checkpoint_prefix(path: str) -> str:
   return path
 
 
+# The old private name, still called by bert_tf/training/distillation.py (not renamed there yet).
+_checkpoint_prefix = checkpoint_prefix
+
+
 def is_google_checkpoint(path: str) -> bool:
   """True if ``path`` is a TF1 name-based checkpoint with google's BERT variable names."""
-  names = {name for name, _ in tf.train.list_variables(_checkpoint_prefix(path))}
+  names = {name for name, _ in tf.train.list_variables(checkpoint_prefix(path))}
   return "bert/embeddings/word_embeddings" in names
 
 
@@ -135,7 +139,7 @@ def load_google_checkpoint(path: str, model, allow_missing: tuple[str, ...] = ()
 
   Returns ``{"loaded": [...], "skipped": [...], "missing_allowed": [...]}``.
   """
-  prefix = _checkpoint_prefix(path)
+  prefix = checkpoint_prefix(path)
   reader = tf.train.load_checkpoint(prefix)
   shapes = reader.get_variable_to_shape_map()
   table = google_name_table(model)
@@ -196,7 +200,7 @@ def export_google_checkpoint(model, config: BertConfig, output_dir: str,
 
 def checkpoint_values(path: str) -> Mapping[str, np.ndarray]:
   """All model variables of a google checkpoint as numpy arrays (for inspection and tests)."""
-  reader = tf.train.load_checkpoint(_checkpoint_prefix(path))
+  reader = tf.train.load_checkpoint(checkpoint_prefix(path))
   return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
           if not _is_non_model(n)}
 
@@ -216,7 +220,7 @@ def restore_weights(path: str, model) -> str:
   from bert_tf.interop import hf  # lazily: an HF folder or model.safetensors -> "hf"
   if hf.weights_file(path):
     return hf.restore_hf_weights(path, model)
-  prefix = _checkpoint_prefix(path)
+  prefix = checkpoint_prefix(path)
   names = [name for name, _ in tf.train.list_variables(prefix)]
   encoder = model if isinstance(model, BertEncoder) else model.encoder
   if "bert/embeddings/word_embeddings" in names:
