@@ -5,7 +5,8 @@
 
 --checkpoint: one of our run directories (run_config.json + checkpoints: pretraining,
 classifier or SQuAD), a google checkpoint (bert_config.json and vocab.txt beside it), a Hugging
-Face folder (model.safetensors + config.json), or an encoder export (with --bert_config_file).
+Face folder (model.safetensors + config.json), or an encoder export (its config from
+--bert_config_file, the bert_config.json beside it or the run's run_config.json).
 The kind of model (pretraining, classifier, SQuAD, encoder) follows from the weights' names.
 Every format gets the config and vocab.txt next to the weights; existing files are never
 replaced without --overwrite.
@@ -15,6 +16,7 @@ import bert_tf  # noqa: F401  (first: selects Keras 2 before TensorFlow is impor
 from absl import app
 from absl import flags as absl_flags
 from absl import logging
+import tensorflow as tf
 
 from bert_tf.interop import export
 
@@ -24,7 +26,8 @@ absl_flags.DEFINE_string("checkpoint", None, "Our output_dir (or a ckpt-N in it)
 absl_flags.DEFINE_enum("format", None, list(export.FORMATS), "What to write.")
 absl_flags.DEFINE_string("output_dir", None, "Where to write (created if missing).")
 absl_flags.DEFINE_bool("overwrite", False, "Replace files already in --output_dir.")
-absl_flags.DEFINE_string("bert_config_file", None, "bert_config.json, for an encoder export.")
+absl_flags.DEFINE_string("bert_config_file", None, "bert_config.json, for an encoder export "
+                         "(default: the one beside it, else its run's run_config.json).")
 absl_flags.DEFINE_string("vocab_file", None, "vocab.txt, when the checkpoint's folder has none "
                          "(or to replace it).")
 absl_flags.DEFINE_bool("do_lower_case", None, "The checkpoint's casing, when its folder does not "
@@ -47,6 +50,8 @@ def main(argv):
                           FLAGS.max_seq_length)
   except (FileExistsError, FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e)) from None
+  except tf.errors.NotFoundError as e:  # e.g. a .safetensors with no config.json beside it
+    raise app.UsageError(f"--checkpoint={FLAGS.checkpoint}: {e.message}") from None
   logging.info("exported the %s model (%s) to %s", source.kind, FLAGS.format, ", ".join(paths))
   print(f"exported {source.kind} as {FLAGS.format}: {FLAGS.output_dir}")
 

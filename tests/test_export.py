@@ -211,3 +211,76 @@ def test_serving_module_of_a_squad_model_returns_span_logits(tmp_path):
   assert sorted(got) == ["end_logits", "pooled_output", "sequence_output", "start_logits"]
   for key in got:
     np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=1e-6, rtol=0)
+
+
+def test_token_classification_folder_is_refused_naming_the_key(tmp_path):
+  _random_hf_folder(tmp_path / "in", "BertForTokenClassification",
+                    {"classifier.weight": [2, 32], "classifier.bias": [2]})
+  with pytest.raises(ValueError, match="'architectures' is \\['BertForTokenClassification'\\];"
+                     ".*BertForSequenceClassification"):
+    export.load_source(str(tmp_path / "in"))
+
+
+def test_label_names_must_match_the_classifier(tmp_path):
+  our_run_dir(tmp_path / "run", "classifier")
+  with pytest.raises(ValueError, match="--label_names gives 2 names .* has 3 labels"):
+    export.load_source(str(tmp_path / "run"), label_names=["a", "b"])
+
+
+def test_failed_savedmodel_export_writes_nothing_then_reruns_and_refuses_overwrite(tmp_path):
+  config = tiny_config()
+  tokens = write_vocab(tmp_path / "vocab.txt")
+  source = export.Source(export.build("encoder", config), config, tokens, None, None)
+  out = str(tmp_path / "sm")
+  with pytest.raises(ValueError, match="casing"):  # google folders do not record it
+    export.export(source, "savedmodel", out, max_seq_length=16)
+  assert not tf.io.gfile.exists(out)
+  source.do_lower_case = True
+  with pytest.raises(ValueError, match="--max_seq_length 999"):
+    export.export(source, "savedmodel", out, max_seq_length=999)
+  assert not tf.io.gfile.exists(out)
+  export.export(source, "savedmodel", out, max_seq_length=16)
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    export.export(source, "savedmodel", out, max_seq_length=16)
+
+
+def test_serving_module_of_a_one_label_classifier_returns_a_score(tmp_path):
+  from bert_tf.interop import serving
+  config = tiny_config()
+  tokens = write_vocab(tmp_path / "vocab.txt")
+  source = export.Source(export.build("classifier", config, 1), config, tokens, True, ["score"])
+  module = serving.ServingModule(source, 16, str(tmp_path / "vocab.txt"))
+  features = pretraining_features(config, seed=2)
+  ids, mask, segments = (features[k] for k in ("input_ids", "input_mask", "segment_ids"))
+  got = module.token_ids(ids, mask, segments)
+  want = source.model({"input_ids": ids, "input_mask": mask, "segment_ids": segments})
+  assert sorted(got) == ["logits", "score"]
+  np.testing.assert_allclose(got["score"].numpy(), want["logits"].numpy()[:, 0], atol=1e-6)
+
+
+def test_encoder_export_reads_the_config_beside_it(tmp_path):
+  """<pretraining output_dir>/encoder holds bert_config.json; without it the error names
+  --bert_config_file."""
+  config = tiny_config()
+  folder = tmp_path / "encoder"
+  folder.mkdir()
+  encoder = BertEncoder(config, seed=3)
+  tf.train.Checkpoint(encoder=encoder).write(str(folder / "encoder"))
+  config.to_json_file(str(folder / "bert_config.json"))
+  source = export.load_source(str(folder / "encoder"))
+  assert source.kind == "encoder"
+  np.testing.assert_array_equal(source.model.weights[0].numpy(), encoder.weights[0].numpy())
+  (folder / "bert_config.json").unlink()
+  with pytest.raises(ValueError, match="--bert_config_file"):
+    export.load_source(str(folder / "encoder"))
+
+
+def test_tagging_run_is_refused_naming_the_exportable_kinds(tmp_path):
+  from bert_tf.modeling.tagging import BertTagger
+  config = tiny_config()
+  (tmp_path / "run").mkdir()
+  save_resolved_config(str(tmp_path / "run"), bert_config=config, data={})
+  model = BertTagger(BertEncoder(config), 5)
+  tf.train.Checkpoint(model=model).write(str(tmp_path / "run" / "ckpt-1"))
+  with pytest.raises(ValueError, match="not exportable yet.*'classifier'"):
+    export.load_source(str(tmp_path / "run" / "ckpt-1"))

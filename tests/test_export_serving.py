@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 from official.nlp.data import classifier_data_lib as google_data
 from official.nlp.tools import tokenization as google_tokenization
 
@@ -126,6 +127,8 @@ def test_saved_models_in_a_fresh_process(tmp_path):
   upper_ids = google_features(str(tmp_path / "google" / "vocab.txt"), False, PAIRS)
   single_ids = google_features(str(tmp_path / "run" / "vocab.txt"), True,
                                [(a, "") for a, _ in PAIRS])
+  cased_single_ids = google_features(str(tmp_path / "google" / "vocab.txt"), False,
+                                     [(a, "") for a, _ in PAIRS])
   assert (upper_ids[0] != lower_ids[0]).any()  # the casing changes ids
   args = {"ids": lower_ids[0].tolist(), "mask": lower_ids[1].tolist(),
           "segments": lower_ids[2].tolist(), "text_a": [a for a, _ in PAIRS],
@@ -138,13 +141,11 @@ def test_saved_models_in_a_fresh_process(tmp_path):
   served = dict(np.load(tmp_path / "served.npz"))
 
   worst = 0.0
-  for name, source, text_ids in (("classifier", classifier, lower_ids),
-                                 ("encoder", cased, upper_ids)):
+  for name, source, text_ids, text_single_ids in (
+      ("classifier", classifier, lower_ids, single_ids),
+      ("encoder", cased, upper_ids, cased_single_ids)):
     for sig, ids in (("token_ids", lower_ids), ("default", lower_ids), ("example", lower_ids),
-                     ("pair", text_ids),
-                     ("text", single_ids if name == "classifier" else None)):
-      if ids is None:
-        continue
+                     ("pair", text_ids), ("text", text_single_ids)):
       want = keras_outputs(source, *ids)
       for key, value in want.items():
         diff = np.abs(served[f"{name}/{sig}/{key}"] - value).max()
@@ -152,9 +153,8 @@ def test_saved_models_in_a_fresh_process(tmp_path):
         assert diff <= 1e-5, (name, sig, key, diff)
     for got, want in zip(("input_word_ids", "input_mask", "input_type_ids"), text_ids):
       np.testing.assert_array_equal(served[f"{name}/pair/{got}"], want)
-    if name == "classifier":
-      for got, want in zip(("input_word_ids", "input_mask", "input_type_ids"), single_ids):
-        np.testing.assert_array_equal(served[f"{name}/text/{got}"], want)
+    for got, want in zip(("input_word_ids", "input_mask", "input_type_ids"), text_single_ids):
+      np.testing.assert_array_equal(served[f"{name}/text/{got}"], want)
   print(f"max |SavedModel - Keras| over all signatures: {worst:.2e}")
   logits = served["classifier/pair/logits"]
   names = np.array(["contradiction", "entailment", "neutral"])
@@ -168,3 +168,16 @@ def test_saved_models_in_a_fresh_process(tmp_path):
     assert f"signature_def['{signature}']" in shown
   for output in ("logits", "probabilities", "label_names", "predicted_label", "input_word_ids"):
     assert f"outputs['{output}']" in shown
+
+
+def test_command_names_a_safetensors_file_without_its_config(tmp_path):
+  """TensorFlow's NotFoundError (no config.json beside the file) is a usage error, not a
+  traceback."""
+  save_file({"x": np.zeros([1], np.float32)}, str(tmp_path / "model.safetensors"))
+  result = subprocess.run([sys.executable, "export_model.py",
+                           f"--checkpoint={tmp_path}/model.safetensors", "--format=hf",
+                           f"--output_dir={tmp_path}/out"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert "model.safetensors" in result.stderr and "config.json" in result.stderr

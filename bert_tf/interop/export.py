@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from bert_tf import checkpoints, precision
 from bert_tf.configs import BertConfig
-from bert_tf.interop import hf
+from bert_tf.interop import hf, hf_config
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
 from bert_tf.modeling.squad import BertSpanLabeler
 
@@ -75,6 +75,7 @@ def _read_vocab(path: str) -> list:
 def _from_hf(path: str) -> Source:
   folder = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
   values = hf.read_config(folder)
+  hf_config.check_exportable(values, os.path.join(folder, hf.CONFIG_NAME))
   config = BertConfig.from_json_file(os.path.join(folder, hf.CONFIG_NAME))
   shapes = {k: v.shape for k, v in hf.read_tensors(path).items()}
   kind, labels = _kind_from_names(shapes, {"classifier.weight": "classifier",
@@ -88,13 +89,12 @@ def _from_hf(path: str) -> Source:
   if result["missing_allowed"]:
     logging.warning("%s has no %s: initial values kept", path, result["missing_allowed"])
   vocab, lower = hf.vocab_and_casing(folder)
-  from bert_tf.interop import hf_config
   names = hf_config.label_names(values) if kind == "classifier" else None
   return Source(model, config, vocab, lower, names)
 
 
 def _from_google(path: str) -> Source:
-  prefix = checkpoints._checkpoint_prefix(path)  # pylint: disable=protected-access
+  prefix = checkpoints.checkpoint_prefix(path)
   folder = os.path.dirname(prefix)
   config = BertConfig.from_json_file(os.path.join(folder, "bert_config.json"))
   shapes = dict(tf.train.list_variables(prefix))
@@ -114,8 +114,12 @@ def _from_ours(path: str) -> Source:
   with tf.io.gfile.GFile(os.path.join(folder, "run_config.json")) as f:
     run = json.load(f)
   config = BertConfig.from_dict(run["bert_config"], source="run_config.json bert_config")
-  prefix = checkpoints._checkpoint_prefix(path)  # pylint: disable=protected-access
+  prefix = checkpoints.checkpoint_prefix(path)
   shapes = {n.split("/.ATTRIBUTES")[0]: s for n, s in tf.train.list_variables(prefix)}
+  if any(n.startswith("model/tagger/") for n in shapes):
+    raise ValueError(f"{path}: a run_tagging.py output (token tagger): tagging models are not "
+                     f"exportable yet; export_model.py exports {list(KINDS)} models, as "
+                     f"{list(FORMATS)}")
   kind, labels = _kind_from_names(shapes, {"model/classifier/output_weights": "classifier",
                                            "model/span_head/output_weights": "squad",
                                            "model/masked_lm/output_bias": "pretraining"})
@@ -148,16 +152,15 @@ def load_source(checkpoint: str, bert_config_file: str | None = None,
   if hf.weights_file(checkpoint):
     source = _from_hf(checkpoint)
   else:
-    prefix = checkpoints._checkpoint_prefix(checkpoint)  # pylint: disable=protected-access
+    prefix = checkpoints.checkpoint_prefix(checkpoint)
     folder = os.path.dirname(prefix)
     if checkpoints.is_google_checkpoint(prefix):
       source = _from_google(prefix)
     elif tf.io.gfile.exists(os.path.join(folder, "run_config.json")):
       source = _from_ours(prefix)
     else:  # an encoder export: tf.train.Checkpoint(encoder=...)
-      if not bert_config_file:
-        raise ValueError(f"{checkpoint}: an encoder export; pass its bert_config_file")
-      config = BertConfig.from_json_file(bert_config_file)
+      config = (BertConfig.from_json_file(bert_config_file) if bert_config_file
+                else _encoder_config(checkpoint, folder))
       model = build("encoder", config)
       _read_all(prefix, tf.train.Checkpoint(encoder=model))
       source = Source(model, config, None, None, None)
@@ -170,10 +173,28 @@ def load_source(checkpoint: str, bert_config_file: str | None = None,
   if source.kind == "classifier" and source.label_names is None:
     # transformers' default names, so an HF export round-trips its config unchanged.
     source.label_names = [f"LABEL_{i}" for i in range(source.model.num_labels)]
+  if source.kind == "classifier" and len(source.label_names) != source.model.num_labels:
+    raise ValueError(f"--label_names gives {len(source.label_names)} names "
+                     f"({source.label_names}) but the classifier has "
+                     f"{source.model.num_labels} labels")
   if source.vocab is not None and len(source.vocab) != source.config.vocab_size:
     raise ValueError(f"the vocabulary has {len(source.vocab)} tokens but the model's "
                      f"vocab_size is {source.config.vocab_size}")
   return source
+
+
+def _encoder_config(checkpoint: str, folder: str) -> BertConfig:
+  """An encoder export's config: its folder's bert_config.json (training writes one into
+  <output_dir>/encoder), else the run's: the parent folder's run_config.json."""
+  beside = os.path.join(folder, "bert_config.json")
+  if tf.io.gfile.exists(beside):
+    return BertConfig.from_json_file(beside)
+  run_config = os.path.join(os.path.dirname(folder), "run_config.json")
+  if tf.io.gfile.exists(run_config):
+    with tf.io.gfile.GFile(run_config) as f:
+      return BertConfig.from_dict(json.load(f)["bert_config"], source=run_config)
+  raise ValueError(f"{checkpoint}: an encoder export with no bert_config.json beside it and no "
+                   f"run_config.json above it; pass --bert_config_file")
 
 
 def _refuse_overwrite(output_dir: str, names: list, overwrite: bool) -> None:
@@ -195,6 +216,12 @@ def export(source: Source, fmt: str, output_dir: str, overwrite: bool = False,
   """Writes ``source`` as ``fmt`` into ``output_dir``; returns the paths written."""
   if fmt not in FORMATS:
     raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+  # Every check before anything is written: a refused export leaves no file to block its rerun.
+  if source.vocab is None:
+    raise ValueError("the checkpoint's folder has no vocabulary; pass --vocab_file")
+  if fmt == "savedmodel":
+    from bert_tf.interop import serving  # lazily: builds the tokenizer
+    serving.check(source, max_seq_length)
   tf.io.gfile.makedirs(output_dir)
   if fmt == "google":
     names = ["bert_model.ckpt.index", "bert_config.json", "vocab.txt"]
@@ -222,7 +249,6 @@ def export(source: Source, fmt: str, output_dir: str, overwrite: bool = False,
   else:
     names = ["saved_model.pb", "bert_config.json", "vocab.txt"]
     _refuse_overwrite(output_dir, names, overwrite)
-    from bert_tf.interop import serving  # lazily: builds the tokenizer
     _write_vocab(source, output_dir)
     serving.save(source, output_dir, os.path.join(output_dir, "vocab.txt"), max_seq_length)
     source.config.to_json_file(os.path.join(output_dir, "bert_config.json"))

@@ -54,6 +54,21 @@ def from_hf_dict(values: Mapping[str, Any], source: str = "config.json") -> dict
   return fields
 
 
+# transformers architectures export_model.py reads, and the model kind each becomes.
+EXPORTABLE_ARCHITECTURES = ("BertModel", "BertForPreTraining", "BertForMaskedLM",
+                            "BertForSequenceClassification", "BertForQuestionAnswering")
+
+
+def check_exportable(values: Mapping[str, Any], source: str = "config.json") -> None:
+  """Refuses an ``architectures`` entry export_model.py has no model for (token
+  classification, multiple choice, ...): its heads would be read as another kind's.
+  ``--init_checkpoint`` does not call this: any Bert* encoder can start fine-tuning."""
+  archs = [a for a in values.get("architectures") or [] if a not in EXPORTABLE_ARCHITECTURES]
+  if archs:
+    raise ValueError(f"{source}: 'architectures' is {archs}; export_model.py reads only "
+                     f"{list(EXPORTABLE_ARCHITECTURES)}")
+
+
 def to_hf_dict(config, architecture: str = "BertModel",
                label_names: list[str] | None = None) -> dict[str, Any]:
   """A transformers ``config.json`` for ``config`` (a ``BertConfig``)."""

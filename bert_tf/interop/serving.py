@@ -10,7 +10,8 @@ Signatures, as Model Garden's serving modules name their inputs:
     ``_truncate_seq_pair``, [CLS] a [SEP] (b [SEP]), padded to max_seq_length; these two also
     return the ``input_word_ids`` / ``input_mask`` / ``input_type_ids`` they computed.
 Outputs: a classifier's ``logits``, ``probabilities``, ``label_names`` [B, num_labels] and
-``predicted_label`` [B]; otherwise the encoder's ``pooled_output`` and ``sequence_output``, and
+``predicted_label`` [B]; a one-label (regression, STS-B) classifier's ``logits`` [B, 1] and
+``score`` [B] (no softmax, no label); otherwise the encoder's ``pooled_output`` and ``sequence_output``, and
 for a SQuAD model also ``start_logits`` and ``end_logits`` [B, S].
 The model is float32 (built so whatever it trained in), called with ``training=False`` (no
 dropout) and without recompute.
@@ -26,17 +27,22 @@ from bert_tf.modeling import BertClassifier, BertPretrainer
 from bert_tf.modeling.squad import BertSpanLabeler
 
 
+def check(source, max_seq_length: int) -> None:
+  """What a SavedModel needs beyond the weights; export calls it before writing anything."""
+  if source.do_lower_case is None:
+    raise ValueError("a SavedModel tokenizes text: it needs the checkpoint's casing "
+                     "(pass --do_lower_case or --nodo_lower_case)")
+  if max_seq_length > source.config.max_position_embeddings:
+    raise ValueError(f"--max_seq_length {max_seq_length} exceeds the model's "
+                     f"max_position_embeddings ({source.config.max_position_embeddings})")
+
+
 class ServingModule(tf.Module):
 
   def __init__(self, source, max_seq_length: int, vocab_file: str):
     """``vocab_file``: the checkpoint's vocab.txt, read as google's load_vocab reads it."""
     super().__init__(name="bert_serving")
-    if source.do_lower_case is None:
-      raise ValueError("a SavedModel tokenizes text: it needs the checkpoint's casing "
-                       "(pass --do_lower_case or --nodo_lower_case)")
-    if max_seq_length > source.config.max_position_embeddings:
-      raise ValueError(f"max_seq_length {max_seq_length} exceeds the model's "
-                       f"max_position_embeddings ({source.config.max_position_embeddings})")
+    check(source, max_seq_length)
     # The Keras model is held untracked (a SimpleNamespace is not trackable) and its weights
     # tracked as a plain list: tf.saved_model.save then writes only these signatures, not
     # tf_keras' per-layer call traces (which took most of the export time).
@@ -48,6 +54,7 @@ class ServingModule(tf.Module):
                                                  output_type=tf.int32)
     vocab = tokenization.load_vocab(vocab_file)
     self.cls_id, self.sep_id = vocab["[CLS]"], vocab["[SEP]"]
+    self.is_regression = self.is_classifier and source.model.num_labels == 1
     if self.is_classifier:
       self.label_names = tf.constant(source.label_names)
 
@@ -63,6 +70,8 @@ class ServingModule(tf.Module):
         result.update(start_logits=out["start_logits"], end_logits=out["end_logits"])
       return result
     logits = out["logits"]
+    if self.is_regression:  # one output (STS-B): a score, no softmax and no label
+      return {"logits": logits, "score": logits[:, 0]}
     batch = tf.shape(logits)[0]
     return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
             "label_names": tf.tile(self.label_names[tf.newaxis], [batch, 1]),
