@@ -7,11 +7,13 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from bert_tf import checkpoints, features
-from bert_tf.configs import BertConfig
+from bert_tf.configs import BertConfig, FinetuneConfig
+from bert_tf.data import classifier as data
 from bert_tf.interop import hf
 from bert_tf.modeling import BertClassifier, BertEncoder, BertPretrainer
 from bert_tf.testing.synthetic import pretraining_features
 from bert_tf.testing.tiny import tiny_config
+from bert_tf.training.classification import ClassificationTask
 
 pytestmark = pytest.mark.unit
 
@@ -175,3 +177,26 @@ def test_half_precision_files_load_as_float32(tmp_path, dtype):
     assert variable.dtype == "float32"
     want = value.astype(np.float32)
     np.testing.assert_array_equal(variable.numpy(), want.T if transposed else want)
+
+
+def test_run_classifier_init_from_an_hf_classifier_folder_takes_its_head(tmp_path, caplog):
+  """run_classifier's --init_checkpoint: a BertForSequenceClassification folder of this task's
+  labels gives the source's predictions (head included); of another number, the encoder."""
+  config = tiny_config()
+  source = BertClassifier(BertEncoder(config, seed=1), 2)
+  folder = str(_hf_folder(source, config, tmp_path / "hf"))
+  inputs = {k: v for k, v in pretraining_features(config, seed=3).items()
+            if k in ("input_ids", "input_mask", "segment_ids")}
+  task = ClassificationTask(data.make_task("sst2"), FinetuneConfig(output_dir=str(tmp_path)))
+  target = BertClassifier(BertEncoder(config, seed=2), 2)
+  assert task.init_from(folder, target) == "hf"
+  np.testing.assert_array_equal(target(inputs)["logits"].numpy(),
+                                source(inputs)["logits"].numpy())
+  three = BertClassifier(BertEncoder(config, seed=2), 3)  # MNLI's labels: head [3, 32]
+  head = three.classifier.output_weights.numpy()
+  task = ClassificationTask(data.make_task("mnli"), FinetuneConfig(output_dir=str(tmp_path)))
+  assert task.init_from(folder, three) == "hf"
+  np.testing.assert_array_equal(three.classifier.output_weights.numpy(), head)
+  np.testing.assert_array_equal(three(inputs)["pooled_output"].numpy(),
+                                source(inputs)["pooled_output"].numpy())
+  assert "classifier.weight: file [2, 32] vs model [3, 32]" in caplog.text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -19,10 +20,22 @@ from bert_tf import checkpoints
 from bert_tf.configs import BertConfig, FinetuneConfig, OptimizerConfig
 from bert_tf.data import classifier as data
 from bert_tf.distribution import Runtime
+from bert_tf.interop import hf
 from bert_tf.modeling import BertClassifier, BertEncoder
 from bert_tf.training.planned import INPUTS, PlannedTrainer
 from bert_tf.training.metrics import compute_metrics, softmax
 from bert_tf.training.reporting import write_eval_results
+
+
+def hf_tensor_names(path: str) -> set[str]:
+  """The tensor names of an HF folder's ``model.safetensors`` (or that file): from its header
+  alone for a local file."""
+  file = hf.weights_file(path)
+  if os.path.exists(file):
+    from safetensors import safe_open  # pylint: disable=import-outside-toplevel
+    with safe_open(file, framework="np") as f:
+      return set(f.keys())
+  return set(hf.read_tensors(file))
 
 
 class ClassificationTask:
@@ -39,7 +52,18 @@ class ClassificationTask:
                           self.task.num_labels, dropout_rate=config.classifier_dropout)
 
   def init_from(self, path: str, model) -> str:
-    """google TF1 (pretrained or fine-tuned), our pretraining output or an encoder export."""
+    """google TF1 (pretrained or fine-tuned), our pretraining output, an encoder export or a
+    Hugging Face folder. A fine-tuned classifier's head is loaded too when it fits this task:
+    google's ``output_weights`` and HF's ``classifier.weight`` (a head of another shape: the
+    encoder alone, logged). Our own runs give their encoder (``model/encoder/``) only."""
+    if hf.weights_file(path) and "classifier.weight" in hf_tensor_names(path):
+      try:  # all or nothing: the encoder and the head
+        kind = checkpoints.restore_weights(path, model)
+        logging.info("%s: classifier head (classifier.weight/bias) loaded too", path)
+        return kind
+      except checkpoints.CheckpointMismatchError as whole:
+        logging.warning("%s: the whole classifier does not load (%s); loading the encoder "
+                        "alone, the head starts from its initial values", path, whole)
     try:  # the encoder alone: a pretraining checkpoint's cls/ heads are not wanted
       return checkpoints.restore_weights(path, model.encoder)
     except checkpoints.CheckpointMismatchError as first:

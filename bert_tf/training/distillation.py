@@ -32,7 +32,8 @@ from bert_tf.data.classifier import distill as distill_data
 from bert_tf.distribution import Runtime
 from bert_tf.interop import hf
 from bert_tf.modeling import BertClassifier, BertEncoder
-from bert_tf.training.classification import ClassificationTask, ClassifierTrainer
+from bert_tf.training.classification import (ClassificationTask, ClassifierTrainer,
+                                              hf_tensor_names)
 from bert_tf.training.planned import INPUTS
 
 
@@ -67,16 +68,6 @@ def _differences(prefix: str, model: BertClassifier) -> str:
           f"mis-shaped: {listed(shaped)}")
 
 
-def _hf_names(path: str) -> set[str]:
-  """The tensor names of an HF ``model.safetensors`` (its header only, for a local file)."""
-  file = hf.weights_file(path)
-  if os.path.exists(file):
-    from safetensors import safe_open  # pylint: disable=import-outside-toplevel
-    with safe_open(file, framework="np") as f:
-      return set(f.keys())
-  return set(hf.read_tensors(file))
-
-
 def load_teacher(path: str, model: BertClassifier) -> str:
   """A fine-tuned classifier's weights, head included, all of them: google TF1
   (``output_weights``), one of our classifier runs (``model/classifier/``) or a Hugging Face
@@ -90,7 +81,7 @@ def load_teacher(path: str, model: BertClassifier) -> str:
            f"({', '.join(f'{k}={getattr(config, k)}' for k in checkpoint_checks.SHAPE_FIELDS)})"
            f" with the task's {model.num_labels} label(s)")
   if hf.weights_file(path):
-    names, head = _hf_names(path), "classifier.weight"
+    names, head = hf_tensor_names(path), "classifier.weight"
   else:
     prefix = checkpoints._checkpoint_prefix(path)  # pylint: disable=protected-access
     names = {name for name, _ in tf.train.list_variables(prefix)}
