@@ -73,7 +73,9 @@ def setup(tmp_path_factory):
                                                   log=lambda *_: None)
   features = distill_data.distill_features(examples, labelled, task, student_tok, SEQ,
                                            teacher_tok)
-  teacher_config = classifier_config(len(teacher_tok.vocab), dropout=0.0)
+  # Hidden and attention dropout 0.1: a teacher run in training mode would differ from the
+  # precomputed logits (inference mode), so the precomputed-vs-on-the-fly test catches it.
+  teacher_config = classifier_config(len(teacher_tok.vocab), dropout=0.1)
   teacher = _trainer(root / "teacher", teacher_config, task)
   teacher.train(features.teacher, stop_after_steps=4)
   return dict(task=task, features=features, labelled=labelled, student_tok=student_tok,
@@ -207,7 +209,8 @@ def on_the_fly(setup, tmp_path_factory):
 
 @pytest.mark.integration
 def test_precomputed_teacher_logits_equal_the_on_the_fly_teacher(setup, on_the_fly, tmp_path):
-  """Teacher with its own (cased) vocabulary; 2 steps with transfer data: same student."""
+  """Teacher with its own (cased) vocabulary and dropout 0.1 (unused: inference mode); 2 steps
+  with transfer data: same student."""
   run = _run_config(tmp_path / "teacher_logits")
   logits = distillation.compute_teacher_logits(_distill(setup), run, distribution.make_runtime(),
                                                setup["task"], setup["features"])
