@@ -83,7 +83,7 @@ def load_teacher(path: str, model: BertClassifier) -> str:
   if hf.weights_file(path):
     names, head = hf_tensor_names(path), "classifier.weight"
   else:
-    prefix = checkpoints._checkpoint_prefix(path)  # pylint: disable=protected-access
+    prefix = checkpoints.checkpoint_prefix(path)
     names = {name for name, _ in tf.train.list_variables(prefix)}
     head = "output_weights" if "output_weights" in names else "model/classifier/"
   if not any(name.startswith(head) for name in names):
